@@ -1,0 +1,117 @@
+"""Audio conditioning shared by the stages: decode, downmix, resample, trim, level, encode to FLAC.
+
+    python -c "from stages.audio import read_audio; print(read_audio('tests/fixtures/arctic/arctic_a0007.wav')[1])"
+
+Files are read with soundfile (WAV of any PCM width or float, FLAC, OGG, ...); resampling and loudness
+use torchaudio's functional ops. A clip that cannot be used raises `Unusable` with a short reason code
+(`corrupt`, `zero_length`, `non_finite`, `all_silent`, `too_short`, `too_long`) that becomes a
+quarantine row; it is never silently dropped.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from stages.pipeline_config import AudioConfig
+
+# BS.1770 measures loudness in 400 ms blocks; shorter clips are zero-padded (gating ignores the padding).
+_LOUDNESS_BLOCK_SECONDS = 0.4
+_TRIM_FRAME_SECONDS, _TRIM_HOP_SECONDS = 0.02, 0.01
+
+
+class Unusable(Exception):
+    """This clip cannot be used; `code` is the quarantine reason's stable prefix."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Conditioned:
+    samples: np.ndarray  # float32, mono, at the target rate, loudness-matched and trimmed
+    sample_rate: int
+    source_loudness_lufs: float
+
+
+def read_audio(path: str) -> tuple[np.ndarray, int]:
+    """Decode a file into float32 samples shaped (channels, frames) and its sample rate."""
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise Unusable("corrupt", f"cannot decode audio: {e}") from e
+    if data.shape[0] == 0:
+        raise Unusable("zero_length", "the file holds no samples")
+    if not np.isfinite(data).all():
+        raise Unusable("non_finite", f"{int((~np.isfinite(data)).sum())} NaN/inf sample(s)")
+    return np.ascontiguousarray(data.T), rate
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Channel mean, as WavTokenizer's own convert_audio does."""
+    return samples.mean(axis=0) if samples.shape[0] > 1 else samples[0]
+
+
+def resample(mono: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    if rate == target_rate:
+        return mono
+    return AF.resample(torch.from_numpy(mono), rate, target_rate).numpy()
+
+
+def trim_silence(mono: np.ndarray, rate: int, top_db: float, margin_seconds: float) -> np.ndarray:
+    """Cut leading/trailing frames more than `top_db` below the loudest frame, keeping a margin."""
+    frame, hop = int(_TRIM_FRAME_SECONDS * rate), int(_TRIM_HOP_SECONDS * rate)
+    if len(mono) < frame:
+        return mono
+    frames = np.lib.stride_tricks.sliding_window_view(mono, frame)[::hop]
+    energy_db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-20)
+    voiced = np.flatnonzero(energy_db > energy_db.max() - top_db)
+    margin = int(margin_seconds * rate)
+    start = max(0, voiced[0] * hop - margin)
+    end = min(len(mono), voiced[-1] * hop + frame + margin)
+    return mono[start:end]
+
+
+def loudness_lufs(mono: np.ndarray, rate: int) -> float:
+    block = int(_LOUDNESS_BLOCK_SECONDS * rate)
+    padded = np.pad(mono, (0, max(0, block - len(mono))))
+    value = float(AF.loudness(torch.from_numpy(padded).unsqueeze(0), rate))
+    return value if np.isfinite(value) else float("-inf")
+
+
+def condition(samples: np.ndarray, rate: int, cfg: AudioConfig) -> Conditioned:
+    """Downmix, resample, trim, length-filter and loudness-normalise one decoded clip."""
+    mono = resample(to_mono(samples), rate, cfg.sample_rate)
+    if np.abs(mono).max() == 0.0:
+        raise Unusable("all_silent", "every sample is zero")
+    mono = trim_silence(mono, cfg.sample_rate, cfg.trim_top_db, cfg.trim_margin_seconds)
+    seconds = len(mono) / cfg.sample_rate
+    if seconds < cfg.min_seconds:
+        raise Unusable("too_short", f"{seconds:.3f} s after trimming < audio.min_seconds {cfg.min_seconds}")
+    if seconds > cfg.max_seconds:
+        raise Unusable("too_long", f"{seconds:.3f} s after trimming > audio.max_seconds {cfg.max_seconds}")
+    loudness = loudness_lufs(mono, cfg.sample_rate)
+    if loudness < cfg.silence_lufs:
+        raise Unusable("all_silent", f"loudness {loudness:.1f} LUFS < audio.silence_lufs {cfg.silence_lufs}")
+    mono = mono * 10 ** ((cfg.loudness_lufs - loudness) / 20)
+    peak = float(np.abs(mono).max())
+    if peak > cfg.peak_limit:
+        mono = mono * (cfg.peak_limit / peak)
+    return Conditioned(mono.astype(np.float32), cfg.sample_rate, loudness)
+
+
+def encode_flac(mono: np.ndarray, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, mono, rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def decode_flac(data: bytes) -> tuple[np.ndarray, int]:
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32")
+    return samples, rate

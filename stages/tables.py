@@ -1,0 +1,125 @@
+"""The tables stages hand to each other: fixed Arrow schemas, validated on write and on read.
+
+    python -c "from stages.tables import MANIFEST; print(MANIFEST)"
+
+Tables are the interface between stages: a stage reads its input through `read_table` (which checks
+the columns it relies on) and writes through `write_table` (which checks types, nulls and unique
+utt_ids, then writes atomically), so a malformed table fails where it is made, not three stages later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stages.atomic import atomic_output
+
+SPLITS = ("train", "valid", "eval")
+
+MANIFEST = pa.schema([
+    ("utt_id", pa.string()),
+    ("speaker", pa.string()),
+    ("language", pa.string()),
+    ("text", pa.string()),
+    ("split", pa.string()),
+    ("source", pa.string()),
+    ("duration", pa.float64()),
+    ("source_sample_rate", pa.int32()),
+    ("channels", pa.int32()),
+])
+
+AUDIO_SHARD = pa.schema([
+    ("utt_id", pa.string()),
+    ("speaker", pa.string()),
+    ("language", pa.string()),
+    ("text", pa.string()),
+    ("split", pa.string()),
+    ("source", pa.string()),
+    ("num_samples", pa.int64()),
+    ("sample_rate", pa.int32()),
+    ("source_loudness_lufs", pa.float64()),
+    ("audio", pa.binary()),
+])
+
+QUARANTINE = pa.schema([
+    ("utt_id", pa.string()),
+    ("source", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+])
+
+# Rows per Parquet row group: small enough that a reader can stream a shard of long clips.
+ROW_GROUP_SIZE = 256
+
+
+class TableError(ValueError):
+    """A table does not match the schema the pipeline expects of it."""
+
+
+def _as_table(rows: pa.Table | Iterable[Mapping], schema: pa.Schema, what: str) -> pa.Table:
+    if isinstance(rows, pa.Table):
+        missing = [name for name in schema.names if name not in rows.column_names]
+        if missing:
+            raise TableError(f"{what}: missing column(s) {missing}")
+        try:
+            return rows.select(schema.names).cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as e:
+            raise TableError(f"{what}: columns do not match the schema: {e}") from e
+    rows = list(rows)
+    try:
+        return pa.Table.from_pylist([{name: row[name] for name in schema.names} for row in rows], schema=schema)
+    except KeyError as e:
+        raise TableError(f"{what}: a row lacks column {e}") from e
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise TableError(f"{what}: a value does not match the schema: {e}") from e
+
+
+def validate(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """Check nulls, unique utt_ids and split names; return the table cast to `schema`."""
+    table = _as_table(table, schema, what)
+    for name in schema.names:
+        if table.column(name).null_count:
+            raise TableError(f"{what}: column {name!r} has {table.column(name).null_count} null value(s)")
+    if "utt_id" in schema.names and schema is not QUARANTINE:
+        ids = table.column("utt_id").to_pylist()
+        if len(set(ids)) != len(ids):
+            seen, dups = set(), set()
+            for i in ids:
+                (dups if i in seen else seen).add(i)
+            raise TableError(f"{what}: duplicate utt_id(s) {sorted(dups)[:5]}")
+    if "split" in schema.names:
+        bad = set(table.column("split").to_pylist()) - set(SPLITS)
+        if bad:
+            raise TableError(f"{what}: unknown split value(s) {sorted(bad)}; expected one of {SPLITS}")
+    return table
+
+
+def write_table(rows: pa.Table | Iterable[Mapping], schema: pa.Schema, path: Path,
+                metadata: Mapping[str, str] | None = None) -> pa.Table:
+    """Validate and atomically write a Parquet table; `metadata` goes into the file's key-value metadata."""
+    table = validate(rows, schema, str(path))
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    with atomic_output(Path(path)) as tmp:
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+    return table
+
+
+def read_table(path: Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """Read a stage's table, failing clearly if it lacks a column of `schema`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: table not found")
+    names = pq.read_schema(path).names
+    missing = [name for name in schema.names if name not in names]
+    if missing:
+        raise TableError(f"{path}: missing column(s) {missing}; was it written by this pipeline version?")
+    return pq.read_table(path, columns=columns or schema.names)
+
+
+def file_metadata(path: Path) -> dict[str, str]:
+    meta = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items()}

@@ -1,0 +1,47 @@
+# Shared helpers for the rules: the typed config, output paths, stage sources and target lists.
+import json
+import sys
+from pathlib import Path
+
+from stages.config import from_dict, to_dict
+from stages.pipeline_config import PipelineConfig
+from stages.shards import shard_name
+from stages.sources import module_sources
+
+REPO = Path(workflow.basedir)
+CFG = from_dict(PipelineConfig, config)
+RESULTS = f"results/{CFG.run}"
+LOGS = f"{RESULTS}/logs"
+# Jobs run the interpreter Snakemake runs under, so an unactivated venv still finds the stages package.
+PY = sys.executable
+SHARDS = [shard_name(i) for i in range(CFG.shards)]
+
+
+wildcard_constraints:
+    shard=r"\d{5}",
+
+
+def repo_path(relative):
+    return str(REPO / relative)
+
+
+def stage_sources(stage):
+    """The stage's module and every stages.* module it imports: editing any of them reruns the stage."""
+    return [str(path) for path in module_sources(f"stages.{stage}", REPO)]
+
+
+def section_json(section):
+    """A config section as compact JSON for a stage's --config-json (a param, so edits rerun the job)."""
+    return json.dumps(to_dict(section), sort_keys=True, ensure_ascii=False)
+
+
+def audio_shards():
+    return expand(f"{RESULTS}/audio/shard-{{shard}}.parquet", shard=SHARDS)
+
+
+def audio_quarantine():
+    return expand(f"{RESULTS}/audio/quarantine-{{shard}}.parquet", shard=SHARDS)
+
+
+def all_targets():
+    return [f"{RESULTS}/manifest.parquet", *audio_shards()]

@@ -1,0 +1,53 @@
+# Stages 0-1: the offline demo corpus and the manifest of any supported corpus.
+
+
+rule demo_corpus:
+    input:
+        english=repo_path("data/demo/proverbs_kjv.tsv"),
+        mandarin=repo_path("data/demo/tang_couplets.tsv"),
+        code=stage_sources("demo_corpus"),
+    output:
+        directory(f"{RESULTS}/demo_corpus"),
+    params:
+        config=section_json(CFG.corpus.demo),
+    log:
+        f"{LOGS}/demo_corpus.log",
+    threads: workflow.cores
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "{PY} -m stages.demo_corpus --english {input.english:q} --mandarin {input.mandarin:q}"
+        " --config-json {params.config:q} --out {output:q} --threads {threads} 2> {log:q}"
+
+
+def corpus_input():
+    return f"{RESULTS}/demo_corpus" if CFG.corpus.format == "demo" else CFG.corpus.path
+
+
+def corpus_location(wildcards, input):
+    """The folder or table the importer reads: the demo corpus is a generic table inside its folder."""
+    if CFG.corpus.format == "demo":
+        return f"{input.corpus}/transcripts.csv"
+    return input.corpus
+
+
+rule prepare:
+    input:
+        corpus=corpus_input(),
+        code=stage_sources("prepare"),
+    output:
+        manifest=f"{RESULTS}/manifest.parquet",
+        quarantine=f"{RESULTS}/quarantine-prepare.parquet",
+    params:
+        config=section_json(CFG.corpus),
+        corpus=corpus_location,
+    log:
+        f"{LOGS}/prepare.log",
+    threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{PY} -m stages.prepare --corpus {params.corpus:q} --config-json {params.config:q}"
+        " --manifest {output.manifest:q} --quarantine {output.quarantine:q} --threads {threads} 2> {log:q}"
