@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from stages.shards import split_of
 from stages.tables import MANIFEST, QUARANTINE, SPLITS, write_table
 
 log = logging.getLogger("prepare")
+_SIZE_MISMATCH = re.compile(r"^(RIFF|data)\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
 STAGE = "prepare"
 
 
@@ -50,10 +52,10 @@ def probe(source: str) -> AudioHeader | str:
         if "Format not recognised" in str(e) or "unknown format" in str(e).lower():
             return f"unsupported_format: {e}"
         return f"corrupt: {e}"
-    # libsndfile reads a cut-off WAV without complaint but notes the header/size mismatch.
-    if "should be" in info.extra_info:
-        detail = next(line.strip() for line in info.extra_info.splitlines() if "should be" in line)
-        return f"truncated: header and file size disagree ({detail})"
+    # libsndfile reads a cut-off WAV without complaint but notes that a chunk is shorter than its header says.
+    for chunk, declared, actual in _SIZE_MISMATCH.findall(info.extra_info):
+        if int(declared) > int(actual):
+            return f"truncated: the {chunk} chunk declares {declared} bytes but the file holds {actual}"
     if info.frames == 0:
         return "zero_length: the file holds no samples"
     return AudioHeader(info.frames / info.samplerate, info.samplerate, info.channels)

@@ -26,11 +26,14 @@ ZH_KEEP = 400  # the demo needs at most ~120 couplets; 400 leaves room for a lar
 
 def proverbs() -> list[tuple[str, str]]:
     out = subprocess.run(["bible", "-f", "Proverbs 1:1-31:31"], check=True, capture_output=True, text=True).stdout
-    verses = []
+    verses, seen = [], set()
     for line in out.splitlines():
         ref, _, text = line.partition(" ")
-        if 6 <= len(text.split()) <= 16:
-            verses.append((ref.replace("Prv", "Proverbs "), text.strip()))
+        text = text.strip()
+        # Some verses repeat word for word (6:10 = 24:33); a repeat could put one sentence in both splits.
+        if 6 <= len(text.split()) <= 16 and text not in seen:
+            seen.add(text)
+            verses.append((ref.replace("Prv", "Proverbs "), text))
     return verses
 
 

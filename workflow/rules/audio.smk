@@ -19,6 +19,6 @@ rule resample:
         mem_mb=2000,
         runtime=60,
     shell:
-        "{PY} -m stages.resample --manifest {input.manifest:q} --shard {params.shard} --num-shards {params.num_shards}"
+        "python -m stages.resample --manifest {input.manifest:q} --shard {params.shard} --num-shards {params.num_shards}"
         " --config-json {params.config:q} --out {output.audio:q} --quarantine {output.quarantine:q}"
         " --threads {threads} 2> {log:q}"

@@ -1,5 +1,6 @@
 # Shared helpers for the rules: the typed config, output paths, stage sources and target lists.
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,8 +13,13 @@ REPO = Path(workflow.basedir)
 CFG = from_dict(PipelineConfig, config)
 RESULTS = f"results/{CFG.run}"
 LOGS = f"{RESULTS}/logs"
-# Jobs run the interpreter Snakemake runs under, so an unactivated venv still finds the stages package.
-PY = sys.executable
+# Jobs run `python` from the environment Snakemake itself runs in, so `.venv/bin/snakemake` works
+# without activating the venv.
+envvars:
+    "PATH",
+
+
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 SHARDS = [shard_name(i) for i in range(CFG.shards)]
 
 
@@ -33,6 +39,17 @@ def stage_sources(stage):
 def section_json(section):
     """A config section as compact JSON for a stage's --config-json (a param, so edits rerun the job)."""
     return json.dumps(to_dict(section), sort_keys=True, ensure_ascii=False)
+
+
+def corpus_input():
+    return f"{RESULTS}/demo_corpus" if CFG.corpus.format == "demo" else CFG.corpus.path
+
+
+def corpus_location(wildcards, input):
+    """The folder or table the importer reads: the demo corpus is a generic table inside its folder."""
+    if CFG.corpus.format == "demo":
+        return f"{input.corpus}/transcripts.csv"
+    return input.corpus
 
 
 def audio_shards():

@@ -17,19 +17,8 @@ rule demo_corpus:
         mem_mb=1000,
         runtime=30,
     shell:
-        "{PY} -m stages.demo_corpus --english {input.english:q} --mandarin {input.mandarin:q}"
+        "python -m stages.demo_corpus --english {input.english:q} --mandarin {input.mandarin:q}"
         " --config-json {params.config:q} --out {output:q} --threads {threads} 2> {log:q}"
-
-
-def corpus_input():
-    return f"{RESULTS}/demo_corpus" if CFG.corpus.format == "demo" else CFG.corpus.path
-
-
-def corpus_location(wildcards, input):
-    """The folder or table the importer reads: the demo corpus is a generic table inside its folder."""
-    if CFG.corpus.format == "demo":
-        return f"{input.corpus}/transcripts.csv"
-    return input.corpus
 
 
 rule prepare:
@@ -49,5 +38,5 @@ rule prepare:
         mem_mb=4000,
         runtime=60,
     shell:
-        "{PY} -m stages.prepare --corpus {params.corpus:q} --config-json {params.config:q}"
+        "python -m stages.prepare --corpus {params.corpus:q} --config-json {params.config:q}"
         " --manifest {output.manifest:q} --quarantine {output.quarantine:q} --threads {threads} 2> {log:q}"

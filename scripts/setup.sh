@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install what MiniMind-TTS needs on a Debian/Ubuntu machine: system packages (apt) and the Python venv.
+#
+#   bash scripts/setup.sh          (what `make setup`, `make demo` and `make test` run first)
+#
+# System packages are installed only when missing; as root directly, otherwise through sudo when it
+# works without a password prompt; where neither is possible it stops and prints the command to run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package that provides it
+declare -A NEEDED=(
+  [flite]=flite                 # English demo voices (CMU ARCTIC speakers)
+  [espeak-ng]=espeak-ng         # Mandarin demo voices
+)
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
+done
+python_ok=$(python3 -c 'import sys; print(int((3, 11) <= sys.version_info[:2] < (3, 13)))' 2>/dev/null || echo 0)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  elif sudo -n true >/dev/null 2>&1; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "setup: cannot install ${missing[*]} without root. Run:  sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+if [ "$python_ok" != 1 ]; then
+  echo "setup: MiniMind-TTS needs Python 3.11 or 3.12 as python3 (found: $(python3 --version 2>&1))" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+# Reinstall only when the dependency list changed since the last successful install.
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+echo "setup: ready (.venv, $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -1,0 +1,41 @@
+"""Shared test helpers: repository paths and a Snakemake runner for DAG tests.
+
+    .venv/bin/python -m pytest            # the default suite (slow tests excluded)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+ARCTIC = FIXTURES / "arctic"
+CORPORA = FIXTURES / "corpora"
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in `workdir` (outputs land in workdir/results) on configs/tiny.yaml."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(REPO / "configs" / "tiny.yaml")]
+    if config is not None:
+        override = workdir / "override.yaml"
+        override.write_text(yaml.safe_dump(config))
+        command.append(str(override))
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def tiny_dag(tmp_path_factory) -> Path:
+    """A work folder in which the tiny DAG has run once, shared by the tests that inspect its outputs."""
+    workdir = tmp_path_factory.mktemp("tiny_dag")
+    snakemake(workdir, "--cores", "2")
+    return workdir

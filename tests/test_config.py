@@ -1,0 +1,71 @@
+"""The config is data: generated schema in sync, every shipped config valid, errors name the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO, snakemake
+from stages.config import ConfigError, from_dict, json_schema, to_dict
+from stages.pipeline_config import PipelineConfig, load_config
+
+SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def test_committed_schema_is_generated_from_the_dataclasses():
+    committed = json.loads((REPO / "workflow" / "schemas" / "config.schema.json").read_text())
+    assert {k: v for k, v in committed.items() if k != "$schema"} == json_schema(PipelineConfig), (
+        "regenerate: python -m stages.config schema > workflow/schemas/config.schema.json")
+
+
+def _all_properties(schema, path="config"):
+    for name, prop in schema.get("properties", {}).items():
+        yield f"{path}.{name}", prop
+        yield from _all_properties(prop, f"{path}.{name}")
+
+
+def test_every_key_has_a_description_and_a_default():
+    for key, prop in _all_properties(json_schema(PipelineConfig)):
+        assert prop.get("description"), f"{key} has no description"
+        assert "default" in prop, f"{key} has no default"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_config_loads(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("#"), f"{path.name} must open with a comment saying how it is used"
+    assert isinstance(load_config(path), PipelineConfig)
+
+
+def test_defaults_round_trip():
+    cfg = from_dict(PipelineConfig, {})
+    assert from_dict(PipelineConfig, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"audio": {"sampl_rate": 16000}}, "config.audio: unknown key(s) sampl_rate"),
+    ({"audio": {"sample_rate": "fast"}}, "config.audio.sample_rate: expected an integer"),
+    ({"shards": 0}, "config.shards: 0 is below the minimum 1"),
+    ({"corpus": {"format": "ljspeech"}}, "config.corpus.path: required"),
+    ({"corpus": {"format": "ljspeech", "path": "/no/such/corpus"}}, "config.corpus.path: '/no/such/corpus' does not exist"),
+    ({"corpus": {"format": "mp3dir"}}, "config.corpus.format: 'mp3dir' is not one of"),
+    ({"audio": {"min_seconds": 30.0}}, "config.audio.min_seconds: 30.0 must be below max_seconds"),
+    ({"run": "my run/1"}, "config.run: 'my run/1' does not match"),
+])
+def test_config_errors_name_the_key(data, key):
+    with pytest.raises(ConfigError) as error:
+        from_dict(PipelineConfig, data)
+    assert key in str(error.value)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ({"audio": {"sampl_rate": 16000}}, "sampl_rate"),
+    ({"shards": "many"}, "shards"),
+    ({"corpus": {"format": "ljspeech", "path": None}}, "corpus.path"),
+])
+def test_snakemake_rejects_bad_config_before_any_job(tmp_path, override, needle):
+    result = snakemake(tmp_path, "--cores", "1", config=override, check=False)
+    assert result.returncode != 0
+    assert needle in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists(), "no job may run on an invalid config"
