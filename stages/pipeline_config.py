@@ -15,6 +15,7 @@ from typing import Literal, Optional
 import yaml
 
 from stages.config import ConfigError, from_dict, setting
+from stages.text.tokenizer import TokenizerConfig
 
 CorpusFormat = Literal["demo", "ljspeech", "libritts", "vctk", "aishell3", "csv", "jsonl"]
 
@@ -104,6 +105,7 @@ class PipelineConfig:
     shards: int = setting(
         2, "number of audio/code shards; shards run as parallel jobs, so use at least the number of cores or nodes.",
         minimum=1)
+    tokenizer: TokenizerConfig = setting(TokenizerConfig(), "text normaliser and sentencepiece model (stage fit_tokenizer).")
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> PipelineConfig:

@@ -40,6 +40,14 @@ def test_tiny_dag_produces_manifest_and_shards(tiny_dag):
     assert (results / "logs" / "prepare.log").stat().st_size > 0
 
 
+def test_tiny_dag_fits_the_tokenizer_on_training_text(tiny_dag):
+    import json
+
+    summary = json.loads((tiny_dag / "results" / "tiny" / "tokenizer" / "tokenizer.json").read_text())
+    assert summary["vocab_size"] > 0
+    assert (tiny_dag / "results" / "tiny" / "tokenizer" / "spm.model").stat().st_size > 0
+
+
 def test_no_op_rerun_schedules_nothing(tiny_dag):
     assert scheduled(tiny_dag) == {}
 

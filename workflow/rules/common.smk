@@ -61,4 +61,4 @@ def audio_quarantine():
 
 
 def all_targets():
-    return [f"{RESULTS}/manifest.parquet", *audio_shards()]
+    return [f"{RESULTS}/manifest.parquet", *audio_shards(), f"{RESULTS}/tokenizer"]

@@ -1,0 +1,101 @@
+"""Text tokenizer used by training and inference: the saved normaliser settings, then the fitted sentencepiece model.
+
+    python -m stages.text.tokenizer results/demo/tokenizer en "Dr. Smith paid $5."   # print the pieces and ids
+
+A tokenizer directory (written by `python -m stages.fit_tokenizer`) holds `spm.model`, `spm.vocab`,
+`normalizer.json` and `tokenizer.json`. Loading it restores the normaliser exactly as it was when the
+model was fitted, so a sentence is normalised the same way in training, evaluation and synthesis.
+
+Ids: sentencepiece id 0 is `<unk>`, and that is the only special piece. bos, eos and pad are switched off
+because the LM wraps text in its own [SOS] ... [TASK] tokens and places these ids after its specials.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import sentencepiece as spm
+
+from stages.config import from_dict, setting
+from stages.text.normalize import NormalizerConfig, library_versions, normalize
+
+MODEL_FILE = "spm.model"
+VOCAB_FILE = "spm.vocab"
+NORMALIZER_FILE = "normalizer.json"
+SUMMARY_FILE = "tokenizer.json"
+UNK_ID = 0
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Sentencepiece model fitted on the normalised training transcripts."""
+
+    vocab_size: int = setting(1000, "an upper bound (a small corpus may support fewer pieces; tokenizer.json has "
+                                    "the real size) that must cover every character kept: 200 Proverbs + 100 "
+                                    "Tang couplets (~270 distinct training texts) need 586 for single "
+                                    "characters, mostly CJK, and support ~1,180 at most, so 1000 leaves ~400 "
+                                    "English subwords seen several times each; raise it for larger Mandarin "
+                                    "corpora", minimum=8)
+    model_type: Literal["unigram", "bpe", "char"] = setting("unigram", "unigram keeps frequent words whole and "
+                                                                       "splits rare ones into reusable pieces")
+    character_coverage: float = setting(0.9995, "sentencepiece's advice for CJK: keep nearly every character, "
+                                                "map only the rarest to <unk>", exclusiveMinimum=0.0, maximum=1.0)
+    normalizer: NormalizerConfig = setting(NormalizerConfig(), "how text is normalised before tokenizing; "
+                                                               "saved with the model")
+
+
+class TextTokenizer:
+    """Normalise, then split into sentencepiece ids: `encode(text, language) -> list[int]`."""
+
+    def __init__(self, processor: spm.SentencePieceProcessor, normalizer: NormalizerConfig):
+        self.processor = processor
+        self.normalizer = normalizer
+
+    @classmethod
+    def load(cls, directory: Path | str) -> TextTokenizer:
+        directory = Path(directory)
+        saved = json.loads((directory / NORMALIZER_FILE).read_text(encoding="utf-8"))
+        normalizer = from_dict(NormalizerConfig, saved["settings"], f"{directory / NORMALIZER_FILE}:settings")
+        changed = {name: (was, now) for name, now in library_versions().items()
+                   if (was := saved["libraries"].get(name)) != now}
+        if changed:
+            warnings.warn(f"{directory}: the text normaliser's libraries changed since fitting "
+                          f"({', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())}); "
+                          "some texts may normalise differently than in training", stacklevel=2)
+        processor = spm.SentencePieceProcessor(model_file=str(directory / MODEL_FILE))
+        return cls(processor, normalizer)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.processor.get_piece_size()
+
+    def normalize(self, text: str, language: str) -> str:
+        return normalize(text, language, self.normalizer)
+
+    def encode(self, text: str, language: str) -> list[int]:
+        return self.processor.encode(self.normalize(text, language), out_type=int)
+
+    def pieces(self, text: str, language: str) -> list[str]:
+        return self.processor.encode(self.normalize(text, language), out_type=str)
+
+    def decode(self, ids: list[int]) -> str:
+        """The normalised text back (unknown pieces show as ' ⁇ ')."""
+        return self.processor.decode(list(ids))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3:
+        raise SystemExit('usage: python -m stages.text.tokenizer TOKENIZER_DIR {en|zh} "text"')
+    tokenizer = TextTokenizer.load(argv[0])
+    print(" ".join(tokenizer.pieces(argv[2], argv[1])))
+    print(" ".join(map(str, tokenizer.encode(argv[2], argv[1]))))
+
+
+if __name__ == "__main__":
+    main()
