@@ -1,0 +1,318 @@
+"""MiniMind-TTS: a decoder-only Llama-style transformer over text pieces and speech codes.
+
+    python -m stages.lm.model configs/model/26m.yaml --n-text 2000      # parameter count of a preset
+
+Read top to bottom: RMSNorm, RoPE, the KV cache, attention (GQA via SDPA), SwiGLU, MoE, the block, the
+model, and the parameter-count formula. Targets arrive already aligned by `stages.lm.vocab` (the target at
+position p is the token at p+1, or EOS), so the loss compares logits[p] with targets[p] and never shifts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from stages.lm.config import ModelConfig, load_model_config
+from stages.lm.vocab import IGNORE_INDEX, Vocab
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # in float32 whatever the weights' dtype: the mean of squares overflows or rounds badly in bf16
+        x32 = x.float()
+        return self.weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+
+def rope(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
+    """cos and sin, (B, L, head_dim), for integer positions (B, L); Llama's half-split layout.
+
+    Computed per call in float32 rather than held in a buffer, so casting the model to bf16 never
+    rounds the angles and any position up to max_seq_len works.
+    """
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim)
+    angles = positions.float()[..., None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate x (B, H, L, D): pairs (i, i + D/2) turn by their angle, as in Hugging Face's Llama."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x * cos[:, None] + rotated * sin[:, None]).to(x.dtype)
+
+
+class KVCache:
+    """Keys and values of every layer for the positions decoded so far, preallocated for `max_len`.
+
+    `valid` marks real tokens (False for left padding of a batched prompt); it grows with the cache so
+    that a padded key stays hidden from every later query.
+    """
+
+    def __init__(self, config: ModelConfig, batch: int, max_len: int,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+        shape = (config.n_layers, batch, config.n_kv_heads, max_len, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.valid = torch.ones(batch, max_len, device=device, dtype=torch.bool)
+        self.padded = False
+        self.length = 0
+
+    def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write this step's keys/values of one layer; return all keys/values up to and including them."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def build_attention_mask(key_valid: Optional[Tensor], start: int, length: int,
+                   device: torch.device) -> tuple[Optional[Tensor], bool]:
+    """(mask, is_causal) for queries at positions start..start+length-1 over keys 0..start+length-1.
+
+    Without padding, SDPA's own causal flag (fresh sequence) or no mask (one new token sees all before
+    it) is fastest. Otherwise a boolean mask, True = may attend; every query also sees itself, so a
+    padding query never has an all-masked row (which would be NaN and leak through 0 x NaN).
+    """
+    if key_valid is None and start == 0:
+        return None, length > 1
+    if key_valid is None and length == 1:
+        return None, False
+    q_pos = torch.arange(start, start + length, device=device)[:, None]
+    k_pos = torch.arange(start + length, device=device)[None, :]
+    allowed = k_pos <= q_pos
+    if key_valid is not None:
+        allowed = allowed & key_valid[:, None, :]
+    allowed = allowed | (k_pos == q_pos)
+    return (allowed[:, None] if allowed.dim() == 3 else allowed), False
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.layer, self.n_heads, self.n_kv_heads = layer, config.n_heads, config.n_kv_heads
+        self.head_dim, self.dropout = config.head_dim, config.dropout
+        self.q_proj = nn.Linear(config.dim, config.n_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Optional[Tensor], causal: bool,
+                cache: Optional[KVCache]) -> Tensor:
+        batch, length, _ = x.shape
+        q = self.q_proj(x).view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.store(self.layer, k, v)
+        # enable_gqa: query head h reads kv head h // (n_heads / n_kv_heads), without copying k and v
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.up_proj = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.down_proj = nn.Linear(config.ffn_dim, config.dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class MoE(nn.Module):
+    """Top-k routed SwiGLU experts (+ optional shared experts) with the Switch load-balancing loss."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.top_k = config.experts_per_token
+        self.router = nn.Linear(config.dim, config.n_experts, bias=False)
+        self.experts = nn.ModuleList(FeedForward(config) for _ in range(config.n_experts))
+        self.shared = nn.ModuleList(FeedForward(config) for _ in range(config.n_shared_experts))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        flat = x.reshape(-1, x.shape[-1])
+        probs = self.router(flat).float().softmax(dim=-1)
+        weight, chosen = probs.topk(self.top_k, dim=-1)
+        weight = (weight / weight.sum(dim=-1, keepdim=True)).to(x.dtype)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            token, slot = (chosen == e).nonzero(as_tuple=True)
+            # an expert that got no token still runs on an empty batch: its parameters then get a zero
+            # gradient instead of none, which DDP and ZeRO require
+            out = out.index_add(0, token, expert(flat[token]) * weight[token, slot, None])
+        for expert in self.shared:
+            out = out + expert(flat)
+        # Switch Transformer: n_experts * sum_e (share of assignments to e) x (mean router prob of e);
+        # 1 when routing is uniform, larger when a few experts take most tokens
+        load = F.one_hot(chosen, len(self.experts)).float().sum(dim=(0, 1)) / chosen.numel()
+        aux = len(self.experts) * (load * probs.mean(dim=0)).sum()
+        return out.view_as(x), aux
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.attn_norm = RMSNorm(config.dim, config.norm_eps)
+        self.attn = Attention(config, layer)
+        self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
+        self.ffn = MoE(config) if config.is_moe else FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Optional[Tensor], causal: bool,
+                cache: Optional[KVCache]) -> tuple[Tensor, Optional[Tensor]]:
+        x = x + self.dropout(self.attn(self.attn_norm(x), cos, sin, mask, causal, cache))
+        h = self.ffn(self.ffn_norm(x))
+        h, aux = h if isinstance(h, tuple) else (h, None)
+        return x + self.dropout(h), aux
+
+
+@dataclass
+class LMOutput:
+    logits: Tensor                        # (B, L, vocab)
+    loss: Optional[Tensor] = None         # ce_loss + aux_loss_weight * aux_loss: what training minimises
+    ce_loss: Optional[Tensor] = None      # mean cross-entropy over speech-code and EOS targets
+    aux_loss: Optional[Tensor] = None     # MoE load balancing, mean over layers (0 for a dense model)
+    accuracy: Optional[Tensor] = None     # share of speech-code and EOS targets that are the argmax
+    n_targets: Optional[Tensor] = None    # supervised positions, to weight averages over batches
+
+
+class MiniMindTTS(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.config, self.vocab_size = config, vocab_size
+        self.embed = nn.Embedding(vocab_size, config.dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.lm_head = nn.Linear(config.dim, vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale the projections that write into the residual stream by depth, so its variance
+        # does not grow with the number of layers
+        for name, param in self.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(param, std=config.init_std / (2 * config.n_layers) ** 0.5)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+
+    def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None, *,
+                attention_mask: Optional[Tensor] = None, positions: Optional[Tensor] = None,
+                cache: Optional[KVCache] = None) -> LMOutput:
+        """Logits for `input_ids` (B, L), and the loss when `targets` (B, L) are given.
+
+        attention_mask (B, L), True = real token, is only needed for left padding or padding in the
+        middle (right padding cannot reach real tokens through causal attention). positions (B, L)
+        default to 0.. (after what the cache holds); left-padded rows pass their own.
+        """
+        batch, length = input_ids.shape
+        start = cache.length if cache is not None else 0
+        if positions is None:
+            positions = torch.arange(start, start + length, device=input_ids.device).expand(batch, length)
+        if int(positions.max()) >= self.config.max_seq_len:
+            raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {self.config.max_seq_len}")
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        key_valid = attention_mask
+        if cache is not None:
+            if attention_mask is not None:
+                cache.valid[:, start:start + length] = attention_mask
+                cache.padded = True
+            key_valid = cache.valid[:, :start + length] if cache.padded else None
+        mask, causal = build_attention_mask(key_valid, start, length, input_ids.device)
+        cos, sin = rope(positions, self.config.head_dim, self.config.rope_theta)
+
+        x = self.dropout(self.embed(input_ids))
+        aux_losses = []
+        for block in self.blocks:
+            x, aux = block(x, cos, sin, mask, causal, cache)
+            if aux is not None:
+                aux_losses.append(aux)
+        if cache is not None:
+            cache.length += length
+        logits = self.lm_head(self.norm(x))
+        if targets is None:
+            return LMOutput(logits=logits)
+
+        supervised = targets != IGNORE_INDEX
+        n_targets = supervised.sum()
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX,
+                             reduction="sum") / n_targets.clamp(min=1)
+        accuracy = (logits.argmax(dim=-1)[supervised] == targets[supervised]).float().sum() / n_targets.clamp(min=1)
+        aux_loss = torch.stack(aux_losses).mean() if aux_losses else torch.zeros((), device=logits.device)
+        loss = ce + self.config.aux_loss_weight * aux_loss
+        return LMOutput(logits, loss, ce, aux_loss, accuracy, n_targets)
+
+
+def parameter_count(config: ModelConfig, vocab_size: int) -> dict[str, int]:
+    """Parameters by formula: total, embedding (input + untied output), non-embedding, and active per token.
+
+    Per block: attention dim*head_dim*(2*n_heads + 2*n_kv_heads); SwiGLU 3*dim*ffn_dim per expert
+    (one when dense; n_experts + n_shared_experts plus a dim x n_experts router with MoE); two norms of
+    dim. Plus the embedding vocab*dim, the output head vocab*dim unless tied, and the final norm dim.
+    """
+    attention = config.dim * config.head_dim * (2 * config.n_heads + 2 * config.n_kv_heads)
+    swiglu = 3 * config.dim * config.ffn_dim
+    if config.is_moe:
+        router = config.dim * config.n_experts
+        ffn = (config.n_experts + config.n_shared_experts) * swiglu + router
+        ffn_active = (config.experts_per_token + config.n_shared_experts) * swiglu + router
+    else:
+        ffn = ffn_active = swiglu
+    norms = 2 * config.dim
+    embedding = vocab_size * config.dim * (1 if config.tie_embeddings else 2)
+    body = config.n_layers * (attention + ffn + norms) + config.dim
+    body_active = config.n_layers * (attention + ffn_active + norms) + config.dim
+    return {"total": embedding + body, "embedding": embedding, "non_embedding": body,
+            "active": embedding + body_active}
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters actually held (a tied embedding counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe(config: ModelConfig, vocab_size: int) -> str:
+    """One line for start-up logs: sizes in millions, by formula."""
+    c = parameter_count(config, vocab_size)
+    moe = f", {c['active'] / 1e6:.1f}M active per token" if config.is_moe else ""
+    return (f"MiniMind-TTS: {c['total'] / 1e6:.2f}M parameters ({c['non_embedding'] / 1e6:.2f}M in blocks, "
+            f"{c['embedding'] / 1e6:.2f}M embedding{moe}); {config.n_layers} x {config.dim}, "
+            f"{config.n_heads}/{config.n_kv_heads} heads, vocab {vocab_size}")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Parameter count of a model preset.")
+    parser.add_argument("preset", help="configs/model/<name>.yaml")
+    parser.add_argument("--n-text", type=int, required=True, help="sentencepiece vocabulary size")
+    parser.add_argument("--n-speech", type=int, default=4096, help="codec codebook size")
+    parser.add_argument("--speakers", type=int, default=0, help="number of speaker tokens")
+    args = parser.parse_args(argv)
+    config = load_model_config(args.preset)
+    vocab = Vocab(n_text=args.n_text, n_speech=args.n_speech, speakers=tuple(f"spk{i}" for i in range(args.speakers)))
+    with torch.device("meta"):  # counts a 100M model without allocating it
+        built = count_parameters(MiniMindTTS(config, vocab.size))
+    print(describe(config, vocab.size))
+    print(f"built on the meta device: {built:,} parameters (formula {parameter_count(config, vocab.size)['total']:,})")
+
+
+if __name__ == "__main__":
+    main()
