@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 declare -A NEEDED=(
   [flite]=flite                 # English demo voices (CMU ARCTIC speakers)
   [espeak-ng]=espeak-ng         # Mandarin demo voices
+  [cc]=build-essential          # pesq and webrtcvad (resemblyzer) build from source
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do

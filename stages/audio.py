@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from stages.pipeline_config import AudioConfig
+if TYPE_CHECKING:  # pipeline_config imports the stages' own configs, some of which use this module
+    from stages.pipeline_config import AudioConfig
 
 # BS.1770 measures loudness in 400 ms blocks; shorter clips are zero-padded (gating ignores the padding).
 _LOUDNESS_BLOCK_SECONDS = 0.4

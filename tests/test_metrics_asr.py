@@ -1,0 +1,58 @@
+"""pocketsphinx on real speech: the ARCTIC clips are recognised exactly; noise and silence give no words."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import ARCTIC
+from stages.audio import resample
+from stages.metrics import asr
+from stages.metrics.wer import wer
+
+# ARCTIC prompts as written; tests/fixtures/arctic/README.md records how each transcript was verified.
+PROMPTS = {"arctic_a0007.wav": "And you always want to see it in the superlative degree.",
+           "arctic_a0009.wav": "He turned sharply, and faced Gregson across the table."}
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_arctic_clips_are_recognised_with_zero_wer(name):
+    samples, rate = sf.read(ARCTIC / name, dtype="float32")
+    assert wer(PROMPTS[name], asr.transcribe(samples, rate)) == 0.0
+
+
+def test_codec_rate_input_is_resampled_before_recognition():
+    samples, rate = sf.read(ARCTIC / "arctic_a0009.wav", dtype="float32")
+    transcript = asr.transcribe(resample(samples, rate, 24000), 24000)
+    assert transcript == "he turned sharply and faced gregson across the table"
+
+
+def test_noise_and_digital_silence_score_wer_one():
+    noise = np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32)
+    for clip in (noise, np.zeros(8000, np.float32)):
+        transcript = asr.transcribe(clip, 16000)
+        assert transcript == ""
+        assert wer(PROMPTS["arctic_a0007.wav"], transcript) == 1.0
+
+
+def test_recognisers_are_a_registry_built_once_per_factory(monkeypatch):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return lambda samples: f"{len(samples)} samples"
+
+    monkeypatch.setitem(asr.RECOGNIZERS, "xx", factory)
+    assert asr.transcribe(np.zeros(24000, np.float32), 24000, "xx") == "16000 samples"
+    assert asr.transcribe(np.zeros(8000, np.float32), 16000, "xx") == "8000 samples"
+    assert len(calls) == 1
+    with pytest.raises(KeyError, match="no speech recogniser registered for language 'zh'"):
+        asr.recognizer("zh")
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="mono"):
+        asr.transcribe(np.zeros((2, 100), np.float32), 16000)
+    with pytest.raises(ValueError, match="NaN"):
+        asr.transcribe(np.full(100, np.nan, np.float32), 16000)
