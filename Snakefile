@@ -18,6 +18,7 @@ validate(config, "workflow/schemas/config.schema.json", set_default=True)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/audio.smk"
+include: "workflow/rules/codec.smk"
 include: "workflow/rules/text.smk"
 
 

@@ -15,6 +15,7 @@ from typing import Literal, Optional
 import yaml
 
 from stages.config import ConfigError, from_dict, setting
+from stages.codec.train import CodecTrainConfig
 from stages.text.tokenizer import TokenizerConfig
 
 CorpusFormat = Literal["demo", "ljspeech", "libritts", "vctk", "aishell3", "csv", "jsonl"]
@@ -96,6 +97,30 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class CodecConfig:
+    """Which WavTokenizer codec turns audio into codes: one the pipeline trains, or official weights."""
+
+    source: Literal["train", "pretrained"] = setting(
+        "train", "train: stage train_codec makes one from the corpus (no weights can be downloaded offline); "
+        "pretrained: use the official checkpoint + YAML named below.")
+    checkpoint: Optional[str] = setting(None, "official WavTokenizer Lightning .ckpt (source: pretrained).")
+    config: Optional[str] = setting(None, "the YAML the checkpoint was trained with (source: pretrained).")
+    train: CodecTrainConfig = setting(CodecTrainConfig(), "how stage train_codec trains the codec (source: train).")
+    batch_seconds: float = setting(
+        60.0, "extract_codes: padded audio seconds per batch; length bucketing keeps padding small.",
+        exclusiveMinimum=0.0)
+
+    def validate(self, where: str) -> None:
+        if self.source == "pretrained":
+            for key in ("checkpoint", "config"):
+                value = getattr(self, key)
+                if not value:
+                    raise ConfigError(f"{where}.{key}: required when {where}.source is 'pretrained'")
+                if not Path(value).is_file():
+                    raise ConfigError(f"{where}.{key}: {value!r} is not a file")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """MiniMind-TTS pipeline configuration (configs/demo.yaml is the default)."""
 
@@ -105,6 +130,7 @@ class PipelineConfig:
     shards: int = setting(
         2, "number of audio/code shards; shards run as parallel jobs, so use at least the number of cores or nodes.",
         minimum=1)
+    codec: CodecConfig = setting(CodecConfig(), "the speech codec (stages train_codec and extract_codes).")
     tokenizer: TokenizerConfig = setting(TokenizerConfig(), "text normaliser and sentencepiece model (stage fit_tokenizer).")
 
 

@@ -44,6 +44,16 @@ AUDIO_SHARD = pa.schema([
     ("audio", pa.binary()),
 ])
 
+CODES = pa.schema([
+    ("utt_id", pa.string()),
+    ("speaker", pa.string()),
+    ("language", pa.string()),
+    ("text", pa.string()),
+    ("split", pa.string()),
+    ("codes", pa.list_(pa.uint16())),
+    ("n_frames", pa.int32()),
+])
+
 QUARANTINE = pa.schema([
     ("utt_id", pa.string()),
     ("source", pa.string()),

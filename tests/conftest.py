@@ -10,7 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+# Tests run tiny models: one intra-op thread avoids two threads stalling on each other on a busy 2-core
+# machine (measured 5-30x slower), and subprocess DAG runs get the cores instead.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"

@@ -40,6 +40,23 @@ def test_tiny_dag_produces_manifest_and_shards(tiny_dag):
     assert (results / "logs" / "prepare.log").stat().st_size > 0
 
 
+def test_tiny_dag_trains_a_codec_and_extracts_codes_of_every_clip(tiny_dag):
+    from stages.codec import codec_id, load_codec
+    from stages.tables import CODES, file_metadata
+
+    results = tiny_dag / "results" / "tiny"
+    codec = load_codec(results / "codec" / "codec.yaml", results / "codec" / "codec.ckpt")
+    audio_ids, code_ids = [], []
+    for shard in ("00000", "00001"):
+        audio_ids += pq.read_table(results / "audio" / f"shard-{shard}.parquet").column("utt_id").to_pylist()
+        path = results / "codes" / f"shard-{shard}.parquet"
+        table = pq.read_table(path)
+        assert table.schema.names == CODES.names
+        assert file_metadata(path)["codec_id"] == codec_id(codec)
+        code_ids += table.column("utt_id").to_pylist()
+    assert sorted(code_ids) == sorted(audio_ids)
+
+
 def test_tiny_dag_fits_the_tokenizer_on_training_text(tiny_dag):
     import json
 
@@ -54,8 +71,14 @@ def test_no_op_rerun_schedules_nothing(tiny_dag):
 
 def test_changing_an_audio_param_reruns_resample_but_not_prepare(tiny_dag):
     jobs = scheduled(tiny_dag, config={"audio": {"loudness_lufs": -20.0}})
-    assert jobs.get("resample") == 2
+    assert jobs.get("resample") == 2 and jobs.get("train_codec") == 1 and jobs.get("extract_codes") == 2
     assert "prepare" not in jobs and "demo_corpus" not in jobs
+
+
+def test_changing_a_codec_param_reruns_codec_and_codes_only(tiny_dag):
+    jobs = scheduled(tiny_dag, config={"codec": {"train": {"steps": 25}}})
+    assert jobs.get("train_codec") == 1 and jobs.get("extract_codes") == 2
+    assert not {"resample", "prepare", "fit_tokenizer"} & set(jobs)
 
 
 def test_changing_a_corpus_param_reruns_the_corpus_and_everything_after(tiny_dag):

@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("source", type=Path, metavar=src)
         p.add_argument("target", type=Path, metavar=dst)
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     run = encode_file if args.command == "encode" else decode_file
     try:
         run(args.config, args.checkpoint, args.source, args.target)

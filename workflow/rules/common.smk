@@ -56,9 +56,16 @@ def audio_shards():
     return expand(f"{RESULTS}/audio/shard-{{shard}}.parquet", shard=SHARDS)
 
 
-def audio_quarantine():
-    return expand(f"{RESULTS}/audio/quarantine-{{shard}}.parquet", shard=SHARDS)
+def code_shards():
+    return expand(f"{RESULTS}/codes/shard-{{shard}}.parquet", shard=SHARDS)
+
+
+def codec_file(kind):
+    """The codec's `config` (YAML) or `checkpoint`: trained by train_codec, or the official files configured."""
+    if CFG.codec.source == "pretrained":
+        return getattr(CFG.codec, kind)
+    return f"{RESULTS}/codec/codec.{'yaml' if kind == 'config' else 'ckpt'}"
 
 
 def all_targets():
-    return [f"{RESULTS}/manifest.parquet", *audio_shards(), f"{RESULTS}/tokenizer"]
+    return [f"{RESULTS}/manifest.parquet", *code_shards(), f"{RESULTS}/tokenizer"]

@@ -1,0 +1,347 @@
+"""Train a WavTokenizer codec on the corpus's audio shards, for when no official weights are at hand.
+
+    python -m stages.codec.train OUT_DIR AUDIO_SHARD.parquet [...] [--config codec_train.yaml | --config-json '{...}']
+        [--threads N] [--device cpu|cuda]
+
+The WavTokenizer objective: 45 x log-mel L1 + 1000 x commitment loss, and (from `gan_start_step`) hinge
+losses and feature matching against a multi-period and a multi-resolution critic; AdamW with a cosine
+schedule; random crops. Keeping the single 4,096-code EMA codebook alive takes four things here: an
+LSUV rescale of the encoder at step 0 (a fresh SEANet maps all audio to nearly one point), a warm-up of
+`vq_warmup_steps` with the quantizer bypassed, then k-means on a sample of latents to initialise the
+codebook (a randomly initialised EMA codebook collapses to a handful of codes), and restarts of codes
+that fall out of use.
+
+OUT_DIR receives `codec.ckpt` + `codec.yaml` in the official layout (our loader and the official code
+load them), `state.pt` (everything needed to resume: weights, optimisers, step, RNG states),
+`metrics.json` and TensorBoard logs. Rerunning the command resumes from `state.pt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+from torch import Tensor
+
+from stages.atomic import atomic_output
+from stages.codec.discriminators import (Discriminators, MelLoss, discriminator_hinge, feature_matching,
+                                         generator_hinge)
+from stages.codec.loader import save_codec
+from stages.codec.model import CodecArch, WavTokenizer
+from stages.codec.seanet import SConv1d
+from stages.config import ConfigError, from_dict, setting, to_dict
+from stages.tables import AUDIO_SHARD, read_table
+
+FRAME_RATES = {40: {"downsamples": (6, 5, 5, 4), "hop_length": 600, "n_fft": 2400},
+               75: {"downsamples": (8, 5, 4, 2), "hop_length": 320, "n_fft": 1280}}
+# Per-channel spread of the encoder's initial latents: wide enough for k-means to separate frames, small
+# enough that the official 1000x commitment loss (an MSE in latent units) stays a fraction of the mel loss.
+LATENT_STD = 0.1
+# Sizes as data: `full` is the published model; `demo` fits the CPU demo's 15-minute budget; `tiny` is for tests.
+PRESETS = {
+    "tiny": {"seanet_n_filters": 4, "seanet_dimension": 32, "backbone_dim": 64, "backbone_intermediate_dim": 192,
+             "backbone_layers": 1, "kmeans_iters": 10},
+    "demo": {"seanet_n_filters": 16, "seanet_dimension": 128, "backbone_dim": 256, "backbone_intermediate_dim": 768,
+             "backbone_layers": 4, "kmeans_iters": 30},
+    "full": {},
+}
+
+
+@dataclass(frozen=True)
+class CodecTrainConfig:
+    """How the pipeline's own codec is trained (stage train_codec)."""
+
+    preset: Literal["tiny", "demo", "full"] = setting(
+        "demo", "model size: demo trains on 2 CPU cores within the demo's budget; full is the published size (GPU).")
+    frame_rate: Literal[40, 75] = setting(
+        75, "codes per second; 75/s resynthesises more intelligibly (published WER 3.98 vs 11.2 at 40/s).")
+    codebook_size: int = setting(4096, "codes in the single codebook; the LM's speech vocabulary.", minimum=16)
+    steps: int = setting(900, "optimiser steps; ~1 step/s for demo on 2 CPU cores.", minimum=1)
+    batch_size: int = setting(16, "random crops per step.", minimum=1)
+    segment_seconds: float = setting(1.0, "crop length; 1 s covers the critics' largest window many times.",
+                                     exclusiveMinimum=0.0)
+    learning_rate: float = setting(2e-4, "AdamW peak learning rate of the official recipe.", exclusiveMinimum=0.0)
+    warmup_steps: int = setting(50, "linear learning-rate warm-up before the cosine decay.", minimum=0)
+    mel_loss_coeff: float = setting(45.0, "weight of the log-mel L1 loss (official: 45).", minimum=0.0)
+    commit_loss_coeff: float = setting(1000.0, "weight of the VQ commitment MSE (official: 1000).", minimum=0.0)
+    mrd_loss_coeff: float = setting(1.0, "weight of the multi-resolution critic's terms (official: 1).", minimum=0.0)
+    gan_start_step: int = setting(
+        10**9, "first step with critics; the default (never) suits the CPU demo, where critics cost more than they "
+        "give in 15 minutes. Official: 0.", minimum=0)
+    critic_width: float = setting(1.0, "critic channel multiplier; below 1 makes the GAN affordable on a CPU.",
+                                  exclusiveMinimum=0.0, maximum=1.0)
+    vq_warmup_steps: int = setting(100, "steps with the quantizer bypassed before k-means initialises the codebook.",
+                                   minimum=0)
+    kmeans_frames: int = setting(20000, "latent frames sampled for the k-means initialisation.", minimum=16)
+    dead_code_usage: float = setting(
+        0.1, "a code whose EMA usage falls below this share of a uniform code's usage (frames per step / codes) "
+        "restarts on a fresh latent. The official absolute threshold (2 frames/step) suits its 9,000-frame GPU "
+        "batches; at 1,200 frames/step it would declare most of 4,096 codes dead every step.", minimum=0.0)
+    checkpoint_every: int = setting(200, "steps between resumable checkpoints (state.pt).", minimum=1)
+    log_every: int = setting(10, "steps between TensorBoard points.", minimum=1)
+    valid_clips: int = setting(32, "held-out clips scored at the end (mel L1, codebook use).", minimum=0)
+    seed: int = setting(0, "seeds weights, crops and codebook restarts.")
+
+    def validate(self, where: str) -> None:
+        if self.vq_warmup_steps >= self.steps:
+            raise ConfigError(f"{where}.vq_warmup_steps: {self.vq_warmup_steps} must be below steps {self.steps}, "
+                              "or the codebook is never initialised")
+
+    def arch(self) -> CodecArch:
+        values = {**to_dict(CodecArch()), **PRESETS[self.preset], **FRAME_RATES[self.frame_rate],
+                  "codebook_size": self.codebook_size}
+        return from_dict(CodecArch, values, f"preset {self.preset}")
+
+
+def random_crops(clips: Sequence[np.ndarray], batch: int, samples: int, generator: torch.Generator) -> Tensor:
+    """`batch` crops of `samples` from clips drawn with probability proportional to length; short clips are zero-padded."""
+    lengths = torch.tensor([len(c) for c in clips], dtype=torch.float64)
+    picks = torch.multinomial(lengths, batch, replacement=True, generator=generator)
+    out = torch.zeros(batch, samples)
+    for row, i in enumerate(picks.tolist()):
+        clip = clips[i]
+        start = int(torch.randint(0, max(1, len(clip) - samples + 1), (1,), generator=generator))
+        piece = torch.from_numpy(np.asarray(clip[start: start + samples], dtype=np.float32))
+        out[row, : len(piece)] = piece
+    return out
+
+
+def cosine_with_warmup(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return factor
+
+
+class CodecTrainer:
+    """The generator, the critics, their optimisers and the step counter, with save/resume."""
+
+    def __init__(self, config: CodecTrainConfig, device: torch.device):
+        self.config, self.device = config, device
+        torch.manual_seed(config.seed)
+        self.model = WavTokenizer(config.arch()).to(device)
+        self.model.quantizer.codebook.threshold_ema_dead_code = (
+            config.dead_code_usage * self.frames_per_step / config.codebook_size)
+        self.critics = Discriminators(len(self.model.arch.bandwidths), config.critic_width).to(device)
+        self.mel_loss = MelLoss(self.model.sample_rate).to(device)
+        self.schedule = cosine_with_warmup(config.warmup_steps, config.steps)
+        self.opt_g = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate)
+        self.opt_d = torch.optim.AdamW(self.critics.parameters(), lr=config.learning_rate)
+        self.data_rng = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+
+    def state(self) -> dict:
+        return {"step": self.step, "model": self.model.state_dict(), "critics": self.critics.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "data_rng": self.data_rng.get_state(), "torch_rng": torch.get_rng_state(),
+                "config": json.dumps(to_dict(self.config), sort_keys=True)}
+
+    def save(self, path: Path) -> None:
+        with atomic_output(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def resume(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["config"] != json.dumps(to_dict(self.config), sort_keys=True):
+            raise ValueError(f"{path} was written with another codec training config; use a fresh output folder")
+        self.model.load_state_dict(state["model"])
+        self.critics.load_state_dict(state["critics"])
+        for name in ("opt_g", "opt_d"):
+            getattr(self, name).load_state_dict(state[name])
+        self.data_rng.set_state(state["data_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.step = state["step"]
+
+    @property
+    def frames_per_step(self) -> int:
+        return self.config.batch_size * self.segment_frames
+
+    @property
+    def segment_frames(self) -> int:
+        return max(1, round(self.config.segment_seconds * self.model.frame_rate))
+
+    def crops(self, clips: Sequence[np.ndarray]) -> Tensor:
+        samples = self.segment_frames * self.model.hop_length
+        return random_crops(clips, self.config.batch_size, samples, self.data_rng).to(self.device)
+
+    @torch.no_grad()
+    def init_codebook(self, clips: Sequence[np.ndarray]) -> None:
+        """k-means on latents of random crops: the codebook starts where the encoder's outputs are."""
+        frames = []
+        while sum(len(f) for f in frames) < self.config.kmeans_frames:
+            frames.append(self.model.latents(self.crops(clips)).transpose(1, 2).reshape(-1, self.model.arch.seanet_dimension))
+        samples = torch.cat(frames)[: self.config.kmeans_frames]
+        self.model.quantizer.codebook.init_from_kmeans(samples, self.frames_per_step / len(samples), self.data_rng)
+
+    def train_step(self, clips: Sequence[np.ndarray]) -> dict[str, float]:
+        c = self.config
+        self.model.train()
+        lr = c.learning_rate * self.schedule(self.step)
+        for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
+            group["lr"] = lr
+        if self.step == 0:
+            lsuv_init(self.model, self.crops(clips)[:4])  # 4 crops give stable statistics at a quarter of the cost
+        if self.step >= c.vq_warmup_steps and not self.model.quantizer.codebook.is_initialised:
+            self.init_codebook(clips)
+        audio = self.crops(clips)
+        cond = torch.randint(0, len(self.model.arch.bandwidths), (1,), device=self.device)
+        latents = self.model.latents(audio)
+        codebook = self.model.quantizer.codebook
+        if codebook.is_initialised:
+            features, codes, commit = self.model.quantizer(latents)
+            logs = {"codebook/codes_in_batch": float(codes.unique().numel()), "codebook/restarted": codebook.last_restarts}
+        else:
+            features, commit, logs = latents, latents.new_zeros(()), {}
+        audio_hat = self.model.head(self.model.backbone(features, cond))
+        use_gan = self.step >= c.gan_start_step
+        if use_gan:
+            loss_d = sum(w * discriminator_hinge(critic(audio, cond)[0], critic(audio_hat.detach(), cond)[0])
+                         for w, critic in zip((1.0, c.mrd_loss_coeff), self.critics.critics()))
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            logs["critic/total"] = loss_d.item()
+        mel = self.mel_loss(audio_hat, audio)
+        loss_g = c.mel_loss_coeff * mel + c.commit_loss_coeff * commit
+        if use_gan:
+            for w, name, critic in zip((1.0, c.mrd_loss_coeff), ("mp", "mrd"), self.critics.critics()):
+                with torch.no_grad():
+                    _, real_fmaps = critic(audio, cond)
+                fake_scores, fake_fmaps = critic(audio_hat, cond)
+                gan, fm = generator_hinge(fake_scores), feature_matching(real_fmaps, fake_fmaps)
+                loss_g = loss_g + w * (gan + fm)
+                logs[f"generator/gan_{name}"], logs[f"generator/fm_{name}"] = gan.item(), fm.item()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        self.opt_g.step()
+        self.step += 1
+        logs.update({"generator/total": loss_g.item(), "generator/mel_l1": mel.item(), "generator/commit": commit.item(),
+                     "grad_norm": grad_norm.item(), "lr": lr})
+        return logs
+
+    @torch.no_grad()
+    def evaluate(self, clips: Sequence[np.ndarray]) -> dict[str, float]:
+        """Mel L1 of resynthesis and codebook use on held-out clips, through the inference path."""
+        self.model.eval()
+        mels, used = [], set()
+        for clip in clips[: self.config.valid_clips]:
+            wav = torch.from_numpy(np.asarray(clip, dtype=np.float32))[None].to(self.device)
+            codes, _ = self.model.encode(wav)
+            audio_hat = self.model.decode(codes)[:, : wav.shape[1]]
+            mels.append(float(self.mel_loss(audio_hat, wav[:, : audio_hat.shape[1]])))
+            used.update(codes.flatten().tolist())
+        return {"valid/mel_l1": float(np.mean(mels)) if mels else float("nan"), "valid/codes_used": float(len(used))}
+
+
+@torch.no_grad()
+def lsuv_init(model: WavTokenizer, audio: Tensor) -> None:
+    """Rescale each encoder conv so its outputs on `audio` have zero mean and unit spread per channel.
+
+    A freshly initialised SEANet (weight norm, ELUs, LSTM) maps every input to within ~1e-3 of one point;
+    its latents then carry almost no signal, training drifts them by about their own spread each step, and
+    k-means on them yields a codebook that collapses at once. Layer-sequential unit-variance (LSUV) init
+    fixes the scale before training; the last conv is scaled to LATENT_STD instead. Only weight_g and bias
+    change, so the architecture stays the official one.
+    """
+    convs = [m for m in model.encoder.modules() if isinstance(m, SConv1d)]
+    for i, conv in enumerate(convs):
+        captured = []
+        handle = conv.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        model.encoder(audio.unsqueeze(1))
+        handle.remove()
+        out = captured[0].transpose(0, 1).reshape(captured[0].shape[1], -1)
+        target = LATENT_STD if i == len(convs) - 1 else 1.0
+        std = out.std(1).clamp(min=1e-8) / target
+        inner = conv.conv.conv
+        inner.weight_g.div_(std.view(-1, 1, 1))
+        inner.bias.sub_(out.mean(1)).div_(std)
+
+
+def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndarray], out_dir: Path,
+                config: CodecTrainConfig, device: str = "cpu", progress: bool = True) -> dict[str, float]:
+    """Train (or resume) a codec in `out_dir`; returns the final metrics also written to metrics.json."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    if not train_clips:
+        raise ValueError("train_codec: no training audio")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = CodecTrainer(config, torch.device(device))
+    state_path = out_dir / "state.pt"
+    if state_path.exists():
+        trainer.resume(state_path)
+    writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=trainer.step)
+    started, first_step = time.monotonic(), trainer.step
+    bar = tqdm(total=config.steps, initial=trainer.step, disable=not progress, desc="train_codec", unit="step")
+    while trainer.step < config.steps:
+        logs = trainer.train_step(train_clips)
+        bar.update(1)
+        bar.set_postfix(mel=f"{logs['generator/mel_l1']:.3f}", codes=int(logs.get("codebook/codes_in_batch", 0)))
+        if trainer.step % config.log_every == 0:
+            for key, value in logs.items():
+                writer.add_scalar(key, value, trainer.step)
+        if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
+            trainer.save(state_path)
+    bar.close()
+    metrics = {"steps": trainer.step, "seconds_this_run": time.monotonic() - started,
+               "steps_per_second_this_run": (trainer.step - first_step) / max(1e-9, time.monotonic() - started),
+               **trainer.evaluate(valid_clips or train_clips)}
+    for key in ("valid/mel_l1", "valid/codes_used"):
+        writer.add_scalar(key, metrics[key], trainer.step)
+    writer.close()
+    save_codec(trainer.model, out_dir / "codec.ckpt", out_dir / "codec.yaml", extra_state=trainer.critics.state_dict(),
+               global_step=trainer.step, training={"initial_learning_rate": config.learning_rate,
+                                                   "mel_loss_coeff": config.mel_loss_coeff,
+                                                   "mrd_loss_coeff": config.mrd_loss_coeff})
+    with atomic_output(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def read_audio_shards(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Training and validation waveforms (float32, mono) from `resample` audio shards; eval clips stay unseen."""
+    train, valid = [], []
+    for path in paths:
+        table = read_table(Path(path), AUDIO_SHARD, columns=["split", "audio"])
+        for split, audio in zip(table.column("split").to_pylist(), table.column("audio").to_pylist()):
+            if split in ("train", "valid"):
+                wav, _ = sf.read(io.BytesIO(audio), dtype="float32")  # FLAC bytes, as stages.audio writes them
+                (train if split == "train" else valid).append(wav if wav.ndim == 1 else wav.mean(axis=1))
+    return train, valid
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.codec.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("shards", type=Path, nargs="+", help="audio shards written by the resample stage")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, help="YAML file: a mapping of CodecTrainConfig keys")
+    source.add_argument("--config-json", help="the same mapping as a JSON string (what the Snakemake rule passes)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    values = (yaml.safe_load(args.config.read_text()) if args.config
+              else json.loads(args.config_json) if args.config_json else {})
+    config = from_dict(CodecTrainConfig, values, str(args.config or "codec.train"))
+    train, valid = read_audio_shards(args.shards)
+    metrics = train_codec(train, valid, args.out_dir, config, args.device)
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()
