@@ -24,10 +24,11 @@ CORPORA = FIXTURES / "corpora"
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True,
-              timeout: float = 600) -> subprocess.CompletedProcess:
+              timeout: float = 600, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
     """Run the repository's Snakefile in `workdir` (outputs land in workdir/results) on configs/tiny.yaml."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(REPO / "configs" / "tiny.yaml")]
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
+               "--configfile", str(snakefile.parent / "configs" / "tiny.yaml")]
     if config is not None:
         override = workdir / "override.yaml"
         override.write_text(yaml.safe_dump(config))
