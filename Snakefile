@@ -20,6 +20,8 @@ include: "workflow/rules/corpus.smk"
 include: "workflow/rules/audio.smk"
 include: "workflow/rules/codec.smk"
 include: "workflow/rules/text.smk"
+include: "workflow/rules/lm.smk"
+include: "workflow/rules/eval.smk"
 
 
 rule all:

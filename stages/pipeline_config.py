@@ -15,8 +15,10 @@ from typing import Literal, Optional
 import yaml
 
 from stages.config import ConfigError, from_dict, setting
-from stages.codec.train import CodecTrainConfig
+from stages.codec_config import CodecTrainConfig
+from stages.eval_config import EvalConfig
 from stages.text.tokenizer import TokenizerConfig
+from stages.train.config import TrainConfig
 
 CorpusFormat = Literal["demo", "ljspeech", "libritts", "vctk", "aishell3", "csv", "jsonl"]
 
@@ -132,6 +134,11 @@ class PipelineConfig:
         minimum=1)
     codec: CodecConfig = setting(CodecConfig(), "the speech codec (stages train_codec and extract_codes).")
     tokenizer: TokenizerConfig = setting(TokenizerConfig(), "text normaliser and sentencepiece model (stage fit_tokenizer).")
+    pretrain: TrainConfig = setting(TrainConfig(), "LM pretraining on every training utterance (stage pretrain).")
+    sft: TrainConfig = setting(
+        TrainConfig(), "supervised fine-tuning from the pretrained model on a subset (stage sft): set its lower lr, "
+        "fewer steps and the speakers/languages it trains on.")
+    eval: EvalConfig = setting(EvalConfig(), "evaluation samples and offline scores (stages synthesize, evaluate).")
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> PipelineConfig:

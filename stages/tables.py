@@ -29,7 +29,7 @@ MANIFEST = pa.schema([
     ("duration", pa.float64()),
     ("source_sample_rate", pa.int32()),
     ("channels", pa.int32()),
-])
+], metadata={"unique": "utt_id"})
 
 AUDIO_SHARD = pa.schema([
     ("utt_id", pa.string()),
@@ -42,7 +42,7 @@ AUDIO_SHARD = pa.schema([
     ("sample_rate", pa.int32()),
     ("source_loudness_lufs", pa.float64()),
     ("audio", pa.binary()),
-])
+], metadata={"unique": "utt_id"})
 
 CODES = pa.schema([
     ("utt_id", pa.string()),
@@ -52,7 +52,7 @@ CODES = pa.schema([
     ("split", pa.string()),
     ("codes", pa.list_(pa.uint16())),
     ("n_frames", pa.int32()),
-])
+], metadata={"unique": "utt_id"})
 
 QUARANTINE = pa.schema([
     ("utt_id", pa.string()),
@@ -88,18 +88,19 @@ def _as_table(rows: pa.Table | Iterable[Mapping], schema: pa.Schema, what: str) 
 
 
 def validate(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
-    """Check nulls, unique utt_ids and split names; return the table cast to `schema`."""
+    """Check nulls, the unique key (schema metadata `unique`) and split names; return the table cast to `schema`."""
     table = _as_table(table, schema, what)
     for name in schema.names:
         if table.column(name).null_count:
             raise TableError(f"{what}: column {name!r} has {table.column(name).null_count} null value(s)")
-    if "utt_id" in schema.names and schema is not QUARANTINE:
-        ids = table.column("utt_id").to_pylist()
+    unique = (schema.metadata or {}).get(b"unique", b"").decode()
+    if unique:
+        ids = table.column(unique).to_pylist()
         if len(set(ids)) != len(ids):
             seen, dups = set(), set()
             for i in ids:
                 (dups if i in seen else seen).add(i)
-            raise TableError(f"{what}: duplicate utt_id(s) {sorted(dups)[:5]}")
+            raise TableError(f"{what}: duplicate {unique}(s) {sorted(dups)[:5]}")
     if "split" in schema.names:
         bad = set(table.column("split").to_pylist()) - set(SPLITS)
         if bad:

@@ -65,6 +65,31 @@ def test_tiny_dag_fits_the_tokenizer_on_training_text(tiny_dag):
     assert (tiny_dag / "results" / "tiny" / "tokenizer" / "spm.model").stat().st_size > 0
 
 
+def test_tiny_dag_trains_both_models_and_reports_measured_samples(tiny_dag):
+    import json
+
+    from stages.lm.export import load_model
+
+    results = tiny_dag / "results" / "tiny"
+    for stage in ("pretrain", "sft"):
+        loaded = load_model(results / stage / "model")
+        assert loaded.vocab.speakers and (results / stage / "model" / "spm.model").exists()
+        assert list((results / stage / "checkpoints").iterdir()), "resumable checkpoints stay beside the model"
+    samples = pq.read_table(results / "samples" / "sft" / "samples.parquet").to_pylist()
+    assert samples and {s["mode"] for s in samples} == {"speaker", "prompt"}
+    assert all((results / "samples" / "sft" / s["path"]).stat().st_size > 44 for s in samples)
+    metrics = json.loads((results / "eval" / "metrics.json").read_text())
+    assert {"ground_truth", "codec", "pretrain", "sft", "sft_zero_shot", "silence", "noise"} <= set(metrics["systems"])
+    assert metrics["systems"]["silence"]["en"]["wer"] == 1.0 and metrics["systems"]["noise"]["en"]["wer"] == 1.0
+    assert "not the paper metrics" in metrics["note"]
+    page = (results / "report" / "samples.html").read_text()
+    players = page.count("<audio controls")
+    shown = pq.read_table(results / "eval" / "utterances.parquet").to_pylist()
+    pretrain_samples = pq.read_table(results / "samples" / "pretrain" / "samples.parquet").num_rows
+    assert players == 2 * len([r for r in shown if r["system"] == "ground_truth"]) + len(samples) + pretrain_samples
+    assert "<img" in (results / "report" / "curves.html").read_text()
+
+
 def test_no_op_rerun_schedules_nothing(tiny_dag):
     assert scheduled(tiny_dag) == {}
 

@@ -14,56 +14,18 @@ with padding that does not change any code; `decode(codes, lengths)` -> waveform
 from __future__ import annotations
 
 import contextlib
-import math
-from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from stages.config import ConfigError, setting
+from stages.codec_config import CodecArch
 from stages.codec.quantizer import ResidualVectorQuantizer
 from stages.codec.seanet import SEANetDecoder, SEANetEncoder
 from stages.codec.vocos import ISTFTHead, VocosBackbone
 
 # EncodecFeatures hardcodes the unused SEANet decoder's ratios, whatever the encoder's.
 SEANET_DECODER_RATIOS = (8, 5, 4, 2)
-
-
-@dataclass(frozen=True)
-class CodecArch:
-    """WavTokenizer sizes; defaults are the published 40 codes/s model (hop 600)."""
-
-    sample_rate: int = setting(24000, "WavTokenizer's published models work at 24 kHz.", minimum=8000)
-    downsamples: tuple[int, ...] = setting(
-        [6, 5, 5, 4], "SEANet strides in decoder order (applied reversed); their product is the hop: 600 = 40 codes/s, "
-        "[8, 5, 4, 2] gives 320 = 75 codes/s.")
-    seanet_n_filters: int = setting(32, "SEANet base width (official: 32); doubles after each stride.", minimum=1)
-    seanet_dimension: int = setting(512, "latent and codebook dimension (official: 512).", minimum=1)
-    codebook_size: int = setting(4096, "codes in the single codebook (official: 4096).", minimum=2)
-    num_quantizers: int = setting(1, "codebooks in the checkpoint; WavTokenizer encodes with the first only.", minimum=1)
-    kmeans_iters: int = setting(200, "k-means iterations for the codebook's initialisation (official: 200).", minimum=1)
-    bandwidths: tuple[float, ...] = setting(
-        [6.6, 6.6, 6.6, 6.6], "official bookkeeping kept for the YAML round trip; one entry per AdaLN row.")
-    backbone_dim: int = setting(768, "Vocos backbone width (official: 768).", minimum=32)
-    backbone_intermediate_dim: int = setting(2304, "ConvNeXt hidden width, 3x the backbone width (official).",
-                                             minimum=1)
-    backbone_layers: int = setting(12, "ConvNeXt blocks (official: 12).", minimum=1)
-    layer_scale_init_value: Optional[float] = setting(None, "ConvNeXt layer-scale init; null means 1 / layers.")
-    adanorm_num_embeddings: Optional[int] = setting(
-        4, "AdaLayerNorm rows (official: 4); decoding uses row 0 (bandwidth id 0). null: plain LayerNorm.", minimum=1)
-    n_fft: int = setting(2400, "ISTFT size, 4x the hop (official: 2400 at 40/s, 1280 at 75/s).", minimum=2)
-    hop_length: int = setting(600, "ISTFT hop; must equal the product of `downsamples`.", minimum=1)
-
-    def validate(self, where: str) -> None:
-        if math.prod(self.downsamples) != self.hop_length:
-            raise ConfigError(f"{where}.hop_length: {self.hop_length} differs from the product of downsamples "
-                              f"{list(self.downsamples)} = {math.prod(self.downsamples)}; codes and audio would not align")
-        if self.backbone_dim % 32:
-            raise ConfigError(f"{where}.backbone_dim: {self.backbone_dim} must be a multiple of 32 (GroupNorm groups)")
-        if self.n_fft % 2 or self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
-            raise ConfigError(f"{where}.n_fft: {self.n_fft} must be even, at least hop_length {self.hop_length}, "
-                              "and differ from it by an even number ('same' padding)")
 
 
 class EncodecModel(nn.Module):

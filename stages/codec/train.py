@@ -23,9 +23,8 @@ import io
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -37,71 +36,15 @@ from stages.atomic import atomic_output
 from stages.codec.discriminators import (Discriminators, MelLoss, discriminator_hinge, feature_matching,
                                          generator_hinge)
 from stages.codec.loader import save_codec
-from stages.codec.model import CodecArch, WavTokenizer
+from stages.codec.model import WavTokenizer
+from stages.codec_config import CodecTrainConfig
 from stages.codec.seanet import SConv1d
-from stages.config import ConfigError, from_dict, setting, to_dict
+from stages.config import from_dict, to_dict
 from stages.tables import AUDIO_SHARD, read_table
 
-FRAME_RATES = {40: {"downsamples": (6, 5, 5, 4), "hop_length": 600, "n_fft": 2400},
-               75: {"downsamples": (8, 5, 4, 2), "hop_length": 320, "n_fft": 1280}}
 # Per-channel spread of the encoder's initial latents: wide enough for k-means to separate frames, small
 # enough that the official 1000x commitment loss (an MSE in latent units) stays a fraction of the mel loss.
 LATENT_STD = 0.1
-# Sizes as data: `full` is the published model; `demo` fits the CPU demo's 15-minute budget; `tiny` is for tests.
-PRESETS = {
-    "tiny": {"seanet_n_filters": 4, "seanet_dimension": 32, "backbone_dim": 64, "backbone_intermediate_dim": 192,
-             "backbone_layers": 1, "kmeans_iters": 10},
-    "demo": {"seanet_n_filters": 16, "seanet_dimension": 128, "backbone_dim": 256, "backbone_intermediate_dim": 768,
-             "backbone_layers": 4, "kmeans_iters": 30},
-    "full": {},
-}
-
-
-@dataclass(frozen=True)
-class CodecTrainConfig:
-    """How the pipeline's own codec is trained (stage train_codec)."""
-
-    preset: Literal["tiny", "demo", "full"] = setting(
-        "demo", "model size: demo trains on 2 CPU cores within the demo's budget; full is the published size (GPU).")
-    frame_rate: Literal[40, 75] = setting(
-        75, "codes per second; 75/s resynthesises more intelligibly (published WER 3.98 vs 11.2 at 40/s).")
-    codebook_size: int = setting(4096, "codes in the single codebook; the LM's speech vocabulary.", minimum=16)
-    steps: int = setting(900, "optimiser steps; ~1 step/s for demo on 2 CPU cores.", minimum=1)
-    batch_size: int = setting(16, "random crops per step.", minimum=1)
-    segment_seconds: float = setting(1.0, "crop length; 1 s covers the critics' largest window many times.",
-                                     exclusiveMinimum=0.0)
-    learning_rate: float = setting(2e-4, "AdamW peak learning rate of the official recipe.", exclusiveMinimum=0.0)
-    warmup_steps: int = setting(50, "linear learning-rate warm-up before the cosine decay.", minimum=0)
-    mel_loss_coeff: float = setting(45.0, "weight of the log-mel L1 loss (official: 45).", minimum=0.0)
-    commit_loss_coeff: float = setting(1000.0, "weight of the VQ commitment MSE (official: 1000).", minimum=0.0)
-    mrd_loss_coeff: float = setting(1.0, "weight of the multi-resolution critic's terms (official: 1).", minimum=0.0)
-    gan_start_step: int = setting(
-        10**9, "first step with critics; the default (never) suits the CPU demo, where critics cost more than they "
-        "give in 15 minutes. Official: 0.", minimum=0)
-    critic_width: float = setting(1.0, "critic channel multiplier; below 1 makes the GAN affordable on a CPU.",
-                                  exclusiveMinimum=0.0, maximum=1.0)
-    vq_warmup_steps: int = setting(100, "steps with the quantizer bypassed before k-means initialises the codebook.",
-                                   minimum=0)
-    kmeans_frames: int = setting(20000, "latent frames sampled for the k-means initialisation.", minimum=16)
-    dead_code_usage: float = setting(
-        0.1, "a code whose EMA usage falls below this share of a uniform code's usage (frames per step / codes) "
-        "restarts on a fresh latent. The official absolute threshold (2 frames/step) suits its 9,000-frame GPU "
-        "batches; at 1,200 frames/step it would declare most of 4,096 codes dead every step.", minimum=0.0)
-    checkpoint_every: int = setting(200, "steps between resumable checkpoints (state.pt).", minimum=1)
-    log_every: int = setting(10, "steps between TensorBoard points.", minimum=1)
-    valid_clips: int = setting(32, "held-out clips scored at the end (mel L1, codebook use).", minimum=0)
-    seed: int = setting(0, "seeds weights, crops and codebook restarts.")
-
-    def validate(self, where: str) -> None:
-        if self.vq_warmup_steps >= self.steps:
-            raise ConfigError(f"{where}.vq_warmup_steps: {self.vq_warmup_steps} must be below steps {self.steps}, "
-                              "or the codebook is never initialised")
-
-    def arch(self) -> CodecArch:
-        values = {**to_dict(CodecArch()), **PRESETS[self.preset], **FRAME_RATES[self.frame_rate],
-                  "codebook_size": self.codebook_size}
-        return from_dict(CodecArch, values, f"preset {self.preset}")
-
 
 def random_crops(clips: Sequence[np.ndarray], batch: int, samples: int, generator: torch.Generator) -> Tensor:
     """`batch` crops of `samples` from clips drawn with probability proportional to length; short clips are zero-padded."""

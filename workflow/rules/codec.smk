@@ -14,7 +14,7 @@ rule train_codec:
         out_dir=lambda wildcards, output: str(Path(output.checkpoint).parent),
     log:
         f"{LOGS}/train_codec.log",
-    threads: workflow.cores
+    threads: 8  # capped at --cores when run locally
     resources:
         mem_mb=8000,
         runtime=24 * 60,

@@ -21,6 +21,7 @@ envvars:
 
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 SHARDS = [shard_name(i) for i in range(CFG.shards)]
+MODELS = ["pretrain", "sft"]
 
 
 wildcard_constraints:
@@ -67,5 +68,19 @@ def codec_file(kind):
     return f"{RESULTS}/codec/codec.{'yaml' if kind == 'config' else 'ckpt'}"
 
 
+def model_preset(train):
+    return str(train.model_preset)
+
+
+def deepspeed_config(train):
+    return str(train.deepspeed_config)
+
+
+def training_curves():
+    """NAME=TensorBoard folder of each training stage, for the report's curves."""
+    return [f"codec={RESULTS}/codec/tensorboard",
+            *(f"{m}={RESULTS}/{m}/checkpoints/tensorboard" for m in MODELS)]
+
+
 def all_targets():
-    return [f"{RESULTS}/manifest.parquet", *code_shards(), f"{RESULTS}/tokenizer"]
+    return [f"{RESULTS}/report/{page}.html" for page in ("samples", "metrics", "curves", "config")]

@@ -12,7 +12,7 @@ rule demo_corpus:
         config=section_json(CFG.corpus.demo),
     log:
         f"{LOGS}/demo_corpus.log",
-    threads: workflow.cores
+    threads: 8  # capped at --cores when run locally
     resources:
         mem_mb=1000,
         runtime=30,

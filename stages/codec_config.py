@@ -1,0 +1,109 @@
+"""Codec configuration: the WavTokenizer sizes (`CodecArch`) and how the pipeline trains one (`CodecTrainConfig`).
+
+    python -c "from stages.codec_config import CodecTrainConfig; print(CodecTrainConfig().arch())"
+
+Kept apart from the torch modules so the pipeline config (read by every Snakemake run) imports no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from stages.config import ConfigError, from_dict, setting, to_dict
+
+
+
+@dataclass(frozen=True)
+class CodecArch:
+    """WavTokenizer sizes; defaults are the published 40 codes/s model (hop 600)."""
+
+    sample_rate: int = setting(24000, "WavTokenizer's published models work at 24 kHz.", minimum=8000)
+    downsamples: tuple[int, ...] = setting(
+        [6, 5, 5, 4], "SEANet strides in decoder order (applied reversed); their product is the hop: 600 = 40 codes/s, "
+        "[8, 5, 4, 2] gives 320 = 75 codes/s.")
+    seanet_n_filters: int = setting(32, "SEANet base width (official: 32); doubles after each stride.", minimum=1)
+    seanet_dimension: int = setting(512, "latent and codebook dimension (official: 512).", minimum=1)
+    codebook_size: int = setting(4096, "codes in the single codebook (official: 4096).", minimum=2)
+    num_quantizers: int = setting(1, "codebooks in the checkpoint; WavTokenizer encodes with the first only.", minimum=1)
+    kmeans_iters: int = setting(200, "k-means iterations for the codebook's initialisation (official: 200).", minimum=1)
+    bandwidths: tuple[float, ...] = setting(
+        [6.6, 6.6, 6.6, 6.6], "official bookkeeping kept for the YAML round trip; one entry per AdaLN row.")
+    backbone_dim: int = setting(768, "Vocos backbone width (official: 768).", minimum=32)
+    backbone_intermediate_dim: int = setting(2304, "ConvNeXt hidden width, 3x the backbone width (official).",
+                                             minimum=1)
+    backbone_layers: int = setting(12, "ConvNeXt blocks (official: 12).", minimum=1)
+    layer_scale_init_value: Optional[float] = setting(None, "ConvNeXt layer-scale init; null means 1 / layers.")
+    adanorm_num_embeddings: Optional[int] = setting(
+        4, "AdaLayerNorm rows (official: 4); decoding uses row 0 (bandwidth id 0). null: plain LayerNorm.", minimum=1)
+    n_fft: int = setting(2400, "ISTFT size, 4x the hop (official: 2400 at 40/s, 1280 at 75/s).", minimum=2)
+    hop_length: int = setting(600, "ISTFT hop; must equal the product of `downsamples`.", minimum=1)
+
+    def validate(self, where: str) -> None:
+        if math.prod(self.downsamples) != self.hop_length:
+            raise ConfigError(f"{where}.hop_length: {self.hop_length} differs from the product of downsamples "
+                              f"{list(self.downsamples)} = {math.prod(self.downsamples)}; codes and audio would not align")
+        if self.backbone_dim % 32:
+            raise ConfigError(f"{where}.backbone_dim: {self.backbone_dim} must be a multiple of 32 (GroupNorm groups)")
+        if self.n_fft % 2 or self.n_fft < self.hop_length or (self.n_fft - self.hop_length) % 2:
+            raise ConfigError(f"{where}.n_fft: {self.n_fft} must be even, at least hop_length {self.hop_length}, "
+                              "and differ from it by an even number ('same' padding)")
+
+
+FRAME_RATES = {40: {"downsamples": (6, 5, 5, 4), "hop_length": 600, "n_fft": 2400},
+               75: {"downsamples": (8, 5, 4, 2), "hop_length": 320, "n_fft": 1280}}
+# Sizes as data: `full` is the published model; `demo` fits the CPU demo's 15-minute budget; `tiny` is for tests.
+PRESETS = {
+    "tiny": {"seanet_n_filters": 4, "seanet_dimension": 32, "backbone_dim": 64, "backbone_intermediate_dim": 192,
+             "backbone_layers": 1, "kmeans_iters": 10},
+    "demo": {"seanet_n_filters": 16, "seanet_dimension": 128, "backbone_dim": 256, "backbone_intermediate_dim": 768,
+             "backbone_layers": 4, "kmeans_iters": 30},
+    "full": {},
+}
+
+
+@dataclass(frozen=True)
+class CodecTrainConfig:
+    """How the pipeline's own codec is trained (stage train_codec)."""
+
+    preset: Literal["tiny", "demo", "full"] = setting(
+        "demo", "model size: demo trains on 2 CPU cores within the demo's budget; full is the published size (GPU).")
+    frame_rate: Literal[40, 75] = setting(
+        75, "codes per second; 75/s resynthesises more intelligibly (published WER 3.98 vs 11.2 at 40/s).")
+    codebook_size: int = setting(4096, "codes in the single codebook; the LM's speech vocabulary.", minimum=16)
+    steps: int = setting(900, "optimiser steps; ~1 step/s for demo on 2 CPU cores.", minimum=1)
+    batch_size: int = setting(16, "random crops per step.", minimum=1)
+    segment_seconds: float = setting(1.0, "crop length; 1 s covers the critics' largest window many times.",
+                                     exclusiveMinimum=0.0)
+    learning_rate: float = setting(2e-4, "AdamW peak learning rate of the official recipe.", exclusiveMinimum=0.0)
+    warmup_steps: int = setting(50, "linear learning-rate warm-up before the cosine decay.", minimum=0)
+    mel_loss_coeff: float = setting(45.0, "weight of the log-mel L1 loss (official: 45).", minimum=0.0)
+    commit_loss_coeff: float = setting(1000.0, "weight of the VQ commitment MSE (official: 1000).", minimum=0.0)
+    mrd_loss_coeff: float = setting(1.0, "weight of the multi-resolution critic's terms (official: 1).", minimum=0.0)
+    gan_start_step: int = setting(
+        10**9, "first step with critics; the default (never) suits the CPU demo, where critics cost more than they "
+        "give in 15 minutes. Official: 0.", minimum=0)
+    critic_width: float = setting(1.0, "critic channel multiplier; below 1 makes the GAN affordable on a CPU.",
+                                  exclusiveMinimum=0.0, maximum=1.0)
+    vq_warmup_steps: int = setting(100, "steps with the quantizer bypassed before k-means initialises the codebook.",
+                                   minimum=0)
+    kmeans_frames: int = setting(20000, "latent frames sampled for the k-means initialisation.", minimum=16)
+    dead_code_usage: float = setting(
+        0.1, "a code whose EMA usage falls below this share of a uniform code's usage (frames per step / codes) "
+        "restarts on a fresh latent. The official absolute threshold (2 frames/step) suits its 9,000-frame GPU "
+        "batches; at 1,200 frames/step it would declare most of 4,096 codes dead every step.", minimum=0.0)
+    checkpoint_every: int = setting(200, "steps between resumable checkpoints (state.pt).", minimum=1)
+    log_every: int = setting(10, "steps between TensorBoard points.", minimum=1)
+    valid_clips: int = setting(32, "held-out clips scored at the end (mel L1, codebook use).", minimum=0)
+    seed: int = setting(0, "seeds weights, crops and codebook restarts.")
+
+    def validate(self, where: str) -> None:
+        if self.vq_warmup_steps >= self.steps:
+            raise ConfigError(f"{where}.vq_warmup_steps: {self.vq_warmup_steps} must be below steps {self.steps}, "
+                              "or the codebook is never initialised")
+
+    def arch(self) -> CodecArch:
+        values = {**to_dict(CodecArch()), **PRESETS[self.preset], **FRAME_RATES[self.frame_rate],
+                  "codebook_size": self.codebook_size}
+        return from_dict(CodecArch, values, f"preset {self.preset}")

@@ -1,0 +1,44 @@
+"""Evaluation configuration: how samples are generated (`SynthesisConfig`) and what is scored (`EvalConfig`).
+
+    python -c "from stages.eval_config import EvalConfig; print(EvalConfig())"
+
+Kept apart from the stages so the pipeline config imports neither torch nor the metric models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from stages.config import setting
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """How evaluation samples are generated (stage synthesize)."""
+
+    voices: tuple[str, ...] = setting((), "evaluation voices to synthesise; empty: every voice in the eval split.")
+    sentences_per_voice: int = setting(40, "held-out sentences spoken per voice (all 40 of the demo).", minimum=1)
+    zero_shot: bool = setting(
+        True, "also speak each English sentence by voice-prompt continuation, without the speaker token.")
+    batch_size: int = setting(8, "sentences generated together; batching never changes a sample's codes.", minimum=1)
+    temperature: Optional[float] = setting(
+        None, "override the model's sampling temperature; null keeps what training stored (0 = greedy).", minimum=0.0)
+    seed: int = setting(0, "sampling seed of every sample, so reruns give identical audio.", minimum=0)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What is scored (stage evaluate) and how samples are made (stage synthesize)."""
+
+    synthesis: SynthesisConfig = setting(SynthesisConfig(), "how evaluation samples are generated.")
+    asr_voices: tuple[str, ...] = setting(
+        ("rms", "awb", "kal16"), "English voices pocketsphinx can recognise (measured here: 16-31% WER on the "
+        "ground truth); slt and espeak voices are too far from its acoustic model to rank anything.")
+    sentences_per_voice: int = setting(
+        40, "held-out sentences scored per voice; scoring costs ~3 s per clip on 2 CPU cores.", minimum=1)
+    voice_reference_clips: int = setting(
+        5, "training clips whose mean embedding stands for a voice in speaker similarity.", minimum=1)
+    sanity_clips: int = setting(5, "English sentences scored as silence and as noise (must be WER 100%).",
+                                minimum=0)
+    dnsmos: bool = setting(True, "score the DNSMOS MOS proxy (about 0.5 s per clip).")

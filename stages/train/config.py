@@ -1,0 +1,114 @@
+"""Settings of one LM training run (pretrain or SFT): model, DeepSpeed, schedule, budget, batching, data subset.
+
+    python -c "from stages.train.config import TrainConfig; print(TrainConfig())"
+
+The defaults are sized for the CPU demo (tiny preset, a few hundred steps on 2 cores); the pipeline config
+holds one `TrainConfig` for pretraining and one for SFT (lower lr, fewer steps, a subset of the data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from stages.config import ConfigError, setting
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_PRESETS = REPO / "configs" / "model"
+DEEPSPEED_CONFIGS = REPO / "configs" / "deepspeed"
+
+# Keys that may change between a run and its resumption: how long to train and how often to log or save.
+# Everything else changes what a step computes, so a checkpoint written under other values is refused.
+RESUMABLE_CHANGES = frozenset({"max_steps", "token_budget", "checkpoint_every", "keep_checkpoints",
+                               "validate_every", "log_every"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run of the LM (pretraining, or SFT from pretrained weights) with DeepSpeed ZeRO."""
+
+    model: str = setting(
+        "tiny", "model preset, configs/model/<name>.yaml; tiny trains on 2 CPU cores in minutes. Ignored with an "
+                "initial model (SFT), whose own shape is kept.", pattern=r"^[A-Za-z0-9_.-]+$")
+    dropout: Optional[float] = setting(
+        None, "overrides the preset's dropout; null keeps it (0). 0.1 helps SFT on a small subset.",
+        minimum=0.0, maximum=1.0)
+    speaker_tokens: bool = setting(
+        True, "condition on a speaker token per utterance, so synthesis can pick a training voice; the speaker "
+              "list is fixed at pretraining and SFT reuses it.")
+    zero_stage: Literal[1, 2, 3] = setting(
+        2, "DeepSpeed ZeRO stage (configs/deepspeed/zero<N>.json): 2 shards optimizer state and gradients, "
+           "the usual best trade-off; 3 also shards the weights, for models that do not fit one device.")
+    precision: Literal["auto", "bf16", "fp32"] = setting(
+        "auto", "auto: bf16 on GPUs that support it, else fp32 (the CPU: bf16 matmuls are slow on most CPUs).")
+    lr: float = setting(1e-3, "peak AdamW learning rate; 1e-3 suits a ~1M-parameter model (nanoGPT's small runs); "
+                              "use ~5e-4 for 26m and ~2e-4 for SFT.", exclusiveMinimum=0.0)
+    min_lr: float = setting(1e-4, "learning rate at the end of the cosine decay: a tenth of the peak "
+                                  "(Chinchilla, Llama).", minimum=0.0)
+    warmup_steps: int = setting(50, "linear warm-up from 0 to lr; a few % of the run keeps early Adam "
+                                    "updates, made from noisy moment estimates, small.", minimum=0)
+    max_steps: Optional[int] = setting(
+        600, "optimizer steps to train: ~9 epochs of the demo corpus (65 batches each), ~8 min at the ~7k tokens/s "
+             "the tiny model trains at on 2 free CPU cores. null: stop on token_budget only.", minimum=1)
+    token_budget: Optional[int] = setting(
+        None, "stop after this many real (non-padding) tokens, summed over all processes; null: max_steps "
+              "only. With both, whichever comes first.", minimum=1)
+    weight_decay: float = setting(0.1, "AdamW decoupled weight decay on matrices (not norms), as Llama.", minimum=0.0)
+    betas: tuple[float, ...] = setting((0.9, 0.95), "AdamW betas; 0.95 (Llama, GPT-3) reacts faster than 0.999 "
+                                                    "to loss spikes.")
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (Llama, GPT-3); 0 disables.", minimum=0.0)
+    grad_accum: int = setting(1, "micro-batches per optimizer step, per process; raise it to keep the tokens per "
+                                 "step when memory limits batch_tokens.", minimum=1)
+    batch_tokens: int = setting(
+        6000, "padded tokens per micro-batch (longest sequence x sequences), CosyVoice's max_frames_in_batch "
+              "idea; ~15 demo utterances at 97% real tokens, under a second per step for the tiny model on 2 cores.",
+        minimum=1)
+    shuffle_buffer: int = setting(1000, "utterances shuffled together before sorting (CosyVoice's shuffle_size).",
+                                  minimum=1)
+    sort_buffer: int = setting(
+        500, "utterances sorted by length before batching (CosyVoice's sort_size): larger gives less padding, "
+             "smaller more varied batches.", minimum=1)
+    min_codes: int = setting(10, "drop utterances with fewer speech codes (a fraction of a second: clipped or "
+                                 "empty audio).", minimum=1)
+    max_codes: int = setting(2000, "drop utterances with more speech codes (27 s at 75 codes/s): long outliers "
+                                   "would fill whole batches alone.", minimum=1)
+    checkpoint_every: int = setting(100, "save a resumable DeepSpeed checkpoint every this many steps (and at "
+                                         "the end); ~1.5 minutes of demo training.", minimum=1)
+    keep_checkpoints: int = setting(2, "newest checkpoints kept; two, so one survives if the newest is damaged.",
+                                    minimum=1)
+    validate_every: int = setting(100, "validation loss on the valid split every this many steps (and at the end).",
+                                  minimum=1)
+    log_every: int = setting(10, "steps between TensorBoard / metrics.jsonl entries.", minimum=1)
+    seed: int = setting(1234, "seeds the weights, the data order (with the epoch) and dropout.", minimum=0)
+    speakers: tuple[str, ...] = setting((), "train only on these speakers (SFT on one voice); empty: all.")
+    languages: tuple[str, ...] = setting((), "train only on these languages; empty: all.")
+    splits: tuple[str, ...] = setting(("train",), "splits to train on; 'eval' is refused (it is held out for "
+                                                  "evaluation), 'valid' is what validation loss is measured on.")
+
+    def validate(self, where: str = "train") -> None:
+        if self.max_steps is None and self.token_budget is None:
+            raise ConfigError(f"{where}.max_steps: set max_steps or token_budget (or both), else training never ends")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"{where}.min_lr: {self.min_lr} is above lr {self.lr}")
+        if self.min_codes > self.max_codes:
+            raise ConfigError(f"{where}.min_codes: {self.min_codes} is above max_codes {self.max_codes}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"{where}.betas: expected two numbers in [0, 1), got {list(self.betas)}")
+        if not self.splits:
+            raise ConfigError(f"{where}.splits: name at least one split to train on")
+        bad = [s for s in self.splits if s not in ("train", "valid")]
+        if bad:
+            raise ConfigError(f"{where}.splits: {bad} not allowed; train on 'train' (and 'valid' if you must), "
+                              "never on 'eval'")
+        if not (MODEL_PRESETS / f"{self.model}.yaml").exists():
+            known = sorted(p.stem for p in MODEL_PRESETS.glob("*.yaml"))
+            raise ConfigError(f"{where}.model: no preset {self.model!r} in {MODEL_PRESETS}; known: {known}")
+
+    @property
+    def model_preset(self) -> Path:
+        return MODEL_PRESETS / f"{self.model}.yaml"
+
+    @property
+    def deepspeed_config(self) -> Path:
+        return DEEPSPEED_CONFIGS / f"zero{self.zero_stage}.json"
