@@ -29,7 +29,7 @@ from stages.synthesize import SAMPLES_FILE
 
 STYLE = """<style>body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}th{background:#f4f4f4}
-td.text{text-align:left;max-width:28em}audio{width:210px;height:32px}.note{color:#555;max-width:60em}</style>"""
+td.text{text-align:left;min-width:14em;max-width:28em}audio{width:210px;height:32px}.note{color:#555;max-width:60em}</style>"""
 SUMMARY_COLUMNS = ("clips", "wer", "cer", "stoi", "pesq", "mel_l1", "dtw_log_mel", "duration_ratio", "speaker_sim",
                    "speaker_sim_other", "dnsmos_ovrl", "rtf", "stopped_by_eos")
 
@@ -113,7 +113,7 @@ def curves_page(curves: dict[str, Path]) -> str:
     parts = [f"<html><head><meta charset='utf-8'>{STYLE}</head><body><h2>Training curves</h2>"]
     for name, folder in curves.items():
         scalars = read_scalars(folder)
-        wanted = [t for t in sorted(scalars) if any(k in t for k in ("loss", "accuracy", "mel_l1", "live_codes"))]
+        wanted = [t for t in sorted(scalars) if any(k in t for k in ("loss", "accuracy", "mel_l1", "codes"))]
         if not wanted:
             parts.append(f"<p>{html.escape(name)}: no curves logged</p>")
             continue

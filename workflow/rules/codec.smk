@@ -18,7 +18,7 @@ rule train_codec:
     resources:
         mem_mb=8000,
         runtime=24 * 60,
-        gpus=0,
+        gpu=0,
     shell:
         "python -m stages.codec.train {params.out_dir:q} {input.audio:q} --config-json {params.config:q}"
         " --threads {threads} 2> {log:q}"
@@ -40,7 +40,7 @@ rule extract_codes:
     resources:
         mem_mb=4000,
         runtime=120,
-        gpus=0,
+        gpu=0,
     shell:
         "python -m stages.extract_codes --audio {input.audio:q} --codec-config {input.codec_config:q}"
         " --codec-checkpoint {input.codec_checkpoint:q} --out {output:q} --batch-seconds {params.batch_seconds}"

@@ -1,5 +1,5 @@
 # Stages 5-6: LM pretraining and SFT, one DeepSpeed trainer (stages.train_lm) with two config sections.
-# Processes come from the rule's resources: one per GPU (resources.gpus), or one CPU process; the resumable
+# Processes come from the rule's resources: one per GPU (resources.gpu), or one CPU process; the resumable
 # checkpoints live beside the declared output, so a failed or killed job resumes instead of restarting.
 
 
@@ -15,14 +15,14 @@ rule pretrain:
     params:
         config=section_json(CFG.pretrain),
         checkpoints=f"{RESULTS}/pretrain/checkpoints",
-        nproc=lambda wildcards, resources: max(1, resources.gpus),
+        nproc=lambda wildcards, resources: max(1, resources.gpu),
     log:
         f"{LOGS}/pretrain.log",
     threads: 8  # capped at --cores when run locally
     resources:
         mem_mb=8000,
         runtime=24 * 60,
-        gpus=0,
+        gpu=0,
     shell:
         "torchrun --standalone --nproc_per_node {params.nproc} -m stages.train_lm --codes {input.codes:q}"
         " --tokenizer {input.tokenizer:q} --out-dir {output:q} --checkpoint-dir {params.checkpoints:q}"
@@ -41,14 +41,14 @@ rule sft:
     params:
         config=section_json(CFG.sft),
         checkpoints=f"{RESULTS}/sft/checkpoints",
-        nproc=lambda wildcards, resources: max(1, resources.gpus),
+        nproc=lambda wildcards, resources: max(1, resources.gpu),
     log:
         f"{LOGS}/sft.log",
     threads: 8  # capped at --cores when run locally
     resources:
         mem_mb=8000,
         runtime=12 * 60,
-        gpus=0,
+        gpu=0,
     shell:
         "torchrun --standalone --nproc_per_node {params.nproc} -m stages.train_lm --codes {input.codes:q}"
         " --tokenizer {input.tokenizer:q} --init-from {input.init:q} --out-dir {output:q}"
