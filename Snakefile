@@ -9,7 +9,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "configs/demo.yaml"
+# The demo is the default; a config given with --configfile stands on its own (schema defaults fill the rest),
+# so a real-corpus run never inherits demo settings such as the demo's SFT speaker.
+if not workflow.overwrite_configfiles:
+
+    configfile: f"{workflow.basedir}/configs/demo.yaml"
+
 
 
 validate(config, "workflow/schemas/config.schema.json", set_default=True)

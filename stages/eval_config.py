@@ -33,8 +33,8 @@ class EvalConfig:
 
     synthesis: SynthesisConfig = setting(SynthesisConfig(), "how evaluation samples are generated.")
     asr_voices: tuple[str, ...] = setting(
-        ("rms", "awb", "kal16"), "English voices pocketsphinx can recognise (measured here: 16-31% WER on the "
-        "ground truth); slt and espeak voices are too far from its acoustic model to rank anything.")
+        (), "English voices scored by pocketsphinx; empty: every English voice. The demo lists the flite voices "
+        "it recognises (16-31% WER on their ground truth); slt and espeak voices are too far from its model.")
     sentences_per_voice: int = setting(
         40, "held-out sentences scored per voice; scoring costs ~3 s per clip on 2 CPU cores.", minimum=1)
     voice_reference_clips: int = setting(

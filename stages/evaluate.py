@@ -86,7 +86,7 @@ def _selected(rows: dict[str, dict], cfg: EvalConfig) -> list[str]:
 
 def _metrics_for(system_kind: str, row: dict, cfg: EvalConfig) -> list[str]:
     chosen = list(METRICS[system_kind])
-    if row["language"] != "en" or row["speaker"] not in cfg.asr_voices:
+    if row["language"] != "en" or (cfg.asr_voices and row["speaker"] not in cfg.asr_voices):
         chosen = [m for m in chosen if m != "asr"]
     if not cfg.dnsmos:
         chosen = [m for m in chosen if m != "dnsmos"]
@@ -147,7 +147,8 @@ def _score_baseline(rows: dict[str, dict], selected: list[str], codes_shards: li
             resynth = codec.decode(torch.tensor([codes[utt_id]]))[0].numpy()
         sf.write(tmp / "codec" / f"{utt_id}.wav", resynth, codec.sample_rate)
         results.append(_score_row("codec", "codec", row, resynth, codec.sample_rate, voices, cfg))
-    sanity = [u for u in selected if rows[u]["language"] == "en" and rows[u]["speaker"] in cfg.asr_voices]
+    sanity = [u for u in selected if rows[u]["language"] == "en"
+              and (not cfg.asr_voices or rows[u]["speaker"] in cfg.asr_voices)]
     noise = np.random.default_rng(0)
     for utt_id in sanity[:cfg.sanity_clips]:
         row, n = rows[utt_id], len(rows[utt_id]["samples"])
