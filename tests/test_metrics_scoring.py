@@ -94,3 +94,11 @@ def test_cli_prints_every_requested_metric_for_one_pair(capsys):
     assert "'and you always want to see it in the superlative degree'  (WER 0.000" in out  # the reference's own
     assert "'he turned sharply and faced gregson across the table'" in out
     assert "dtw_mcd" in out and "not time-aligned" in out
+
+
+def test_summarize_rows_scored_with_different_metric_sets():
+    """ASR runs on some voices only, so one system's rows need not share columns."""
+    rows = [{"wer": 0.5, "words": 4, "word_errors": 2, "stoi": 0.9}, {"stoi": 0.7}]
+    summary = summarize(rows)
+    assert summary["wer"] == 0.5 and summary["wer_n"] == 1
+    assert summary["stoi"] == pytest.approx(0.8) and summary["stoi_n"] == 2

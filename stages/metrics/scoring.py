@@ -176,10 +176,13 @@ def summarize(rows: Sequence[dict[str, Value]]) -> dict[str, float | int]:
     mean of per-utterance rates), every other numeric column as the mean over rows where it was measured;
     `<column>_n` counts those rows."""
     summary: dict[str, float | int] = {"utterances": len(rows)}
-    numeric = [c for c in (rows[0] if rows else {}) if not c.endswith("_note")
-               and all(isinstance(r[c], (int, float)) for r in rows)]
+    # Rows of one table may come from different scorer sets (ASR only on some voices): a column counts
+    # where it is present, and it is numeric if every present value is a number.
+    names = list(dict.fromkeys(c for r in rows for c in r))
+    numeric = [c for c in names if not c.endswith("_note")
+               and all(isinstance(r[c], (int, float)) for r in rows if c in r)]
     for column in numeric:
-        measured = [r for r in rows if math.isfinite(r[column])]
+        measured = [r for r in rows if column in r and math.isfinite(r[column])]
         summary[f"{column}_n"] = len(measured)
         if column in ("wer", "cer"):
             errors, length = ("word_errors", "words") if column == "wer" else ("char_errors", "chars")
