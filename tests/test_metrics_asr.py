@@ -56,3 +56,15 @@ def test_bad_input_is_rejected():
         asr.transcribe(np.zeros((2, 100), np.float32), 16000)
     with pytest.raises(ValueError, match="NaN"):
         asr.transcribe(np.full(100, np.nan, np.float32), 16000)
+
+
+def test_a_transcript_does_not_depend_on_what_was_transcribed_before():
+    from stages.metrics.asr import PocketsphinxEnglish
+
+    first, _ = sf.read(ARCTIC / "arctic_a0007.wav", dtype="float32")
+    other, _ = sf.read(ARCTIC / "arctic_a0009.wav", dtype="float32")
+    noisy = first + 0.05 * np.random.default_rng(1).standard_normal(len(first)).astype(np.float32)
+    recognise = PocketsphinxEnglish()
+    alone = recognise(noisy)
+    recognise(other)
+    assert recognise(noisy) == alone == PocketsphinxEnglish()(noisy)

@@ -31,6 +31,7 @@ class PocketsphinxEnglish:
     def __init__(self) -> None:
         pocketsphinx = require("pocketsphinx", "pocketsphinx==5.1.1")
         self._decoder = pocketsphinx.Decoder(samprate=SCORING_RATE, loglevel="FATAL")
+        self._fresh = True
 
     def __call__(self, samples: np.ndarray) -> str:
         pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int32)
@@ -39,6 +40,12 @@ class PocketsphinxEnglish:
         # generator is re-seeded per call, so a clip's transcript never depends on what was decoded before
         # (pocketsphinx's own `dither` draws from a process-wide generator).
         pcm += np.random.default_rng(0).integers(-1, 2, size=pcm.shape)
+        # The decoder carries state from one utterance to the next (measured: the same clip transcribed
+        # differently after another one), so a transcript would depend on scoring order; reinit (~0.25 s)
+        # gives every clip a fresh decoder.
+        if not self._fresh:
+            self._decoder.reinit()
+        self._fresh = False
         self._decoder.start_utt()
         self._decoder.process_raw(np.clip(pcm, -32768, 32767).astype("<i2").tobytes(), full_utt=True)
         self._decoder.end_utt()
