@@ -92,7 +92,7 @@ rule report_pages:
         samples=lambda wildcards, input: [f"{m}={p}" for m, p in zip(MODELS, input.samples)],
         curves=training_curves(),
         config=section_json(CFG),
-        out_dir=f"{RESULTS}/report",
+        out_dir=lambda wildcards, output: str(Path(output.samples).parent),
     log:
         f"{LOGS}/report_pages.log",
     threads: 1
