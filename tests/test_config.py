@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO, snakemake
 from stages.config import ConfigError, from_dict, json_schema, to_dict
-from stages.pipeline_config import PipelineConfig, load_config
+from stages.pipeline_config import PipelineConfig
 
 SHIPPED = sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "configs" / "scale").glob("*.yaml"))
 CORPORA = REPO / "tests" / "fixtures" / "corpora"
