@@ -90,8 +90,6 @@ def _metrics_for(system_kind: str, row: dict, cfg: EvalConfig) -> list[str]:
         chosen = [m for m in chosen if m != "asr"]
     if not cfg.dnsmos:
         chosen = [m for m in chosen if m != "dnsmos"]
-    if system_kind == "ground_truth" and row["language"] != "en":
-        chosen = [m for m in chosen if m != "asr"]
     return chosen
 
 

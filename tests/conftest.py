@@ -39,6 +39,19 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
     return result
 
 
+def overfit(model, batch: dict, steps: int, lr: float = 1e-2, stop_loss: float = 0.01):
+    """Train `model` on one fixed batch with AdamW until its loss drops below `stop_loss`; the last output."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    for _ in range(steps):
+        out = model(batch["input_ids"], batch["targets"])
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        if out.loss.item() < stop_loss:
+            break
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_dag(tmp_path_factory) -> Path:
     """A work folder in which the tiny DAG has run once, shared by the tests that inspect its outputs."""

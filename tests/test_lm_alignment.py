@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import overfit
 from stages.lm.config import GenerationConfig, ModelConfig
 from stages.lm.generate import Request, generate
 from stages.lm.model import MiniMindTTS
@@ -112,14 +113,7 @@ def test_overfit_a_few_utterances_then_greedy_decoding_speaks_them_back():
                    [rng.randrange(VOCAB.n_speech) for _ in range(rng.randint(10, 20))]) for _ in range(4)]
     batch = collate([VOCAB.example(text, codes) for text, codes in utterances])
     model = small_model().train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-    for _ in range(300):
-        out = model(batch["input_ids"], batch["targets"])
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        if out.loss.item() < 0.01:
-            break
+    out = overfit(model, batch, steps=300)
     assert out.loss.item() < 0.05 and out.accuracy.item() == 1.0
 
     greedy = GenerationConfig(temperature=0.0, min_len_ratio=0.0, max_len_ratio=10.0)

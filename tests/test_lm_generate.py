@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+from conftest import overfit
 from stages.lm.config import GenerationConfig, ModelConfig
 from stages.lm.generate import (Request, fit_length_ratios, generate, length_bounds, sample, stream,
                                 top_k_filter, top_p_filter)
@@ -165,14 +166,7 @@ def test_voice_prompt_continuation_speaks_the_rest_of_a_memorised_utterance():
     torch.manual_seed(0)
     model = MiniMindTTS(SMALL, VOCAB.size)
     batch = collate([VOCAB.example(prompt_text + text, prompt_codes + codes)])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-    for _ in range(200):
-        out = model(batch["input_ids"], batch["targets"])
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        if out.loss.item() < 0.01:
-            break
+    overfit(model, batch, steps=200)
     request = Request(tuple(text), prompt_text=tuple(prompt_text), prompt_codes=tuple(prompt_codes))
     result = generate(model, VOCAB, [request], GenerationConfig(temperature=0.0, min_len_ratio=0.0, max_len_ratio=6))[0]
     assert result.codes == codes and result.stop_reason == "eos"
