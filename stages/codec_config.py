@@ -30,6 +30,11 @@ class CodecArch:
     kmeans_iters: int = setting(200, "k-means iterations for the codebook's initialisation (official: 200).", minimum=1)
     bandwidths: tuple[float, ...] = setting(
         [6.6, 6.6, 6.6, 6.6], "official bookkeeping kept for the YAML round trip; one entry per AdaLN row.")
+    latent_norm: Literal["none", "l2"] = setting(
+        "none", "normalisation of the encoder output before the VQ. none: the official model. l2: each frame scaled "
+        "to unit length (our extension for codecs trained here, not loadable by the official code): the "
+        "codebook then lives on a fixed sphere that a fast-moving encoder cannot leave, which keeps thousands "
+        "of codes in use at CPU-demo learning rates.")
     backbone_dim: int = setting(768, "Vocos backbone width (official: 768).", minimum=32)
     backbone_intermediate_dim: int = setting(2304, "ConvNeXt hidden width, 3x the backbone width (official).",
                                              minimum=1)
@@ -56,9 +61,9 @@ FRAME_RATES = {40: {"downsamples": (6, 5, 5, 4), "hop_length": 600, "n_fft": 240
 # Sizes as data: `full` is the published model; `demo` fits the CPU demo's 15-minute budget; `tiny` is for tests.
 PRESETS = {
     "tiny": {"seanet_n_filters": 4, "seanet_dimension": 32, "backbone_dim": 64, "backbone_intermediate_dim": 192,
-             "backbone_layers": 1, "kmeans_iters": 10},
+             "backbone_layers": 1, "kmeans_iters": 10, "latent_norm": "l2"},
     "demo": {"seanet_n_filters": 16, "seanet_dimension": 128, "backbone_dim": 256, "backbone_intermediate_dim": 768,
-             "backbone_layers": 4, "kmeans_iters": 30},
+             "backbone_layers": 4, "kmeans_iters": 30, "latent_norm": "l2"},
     "full": {},
 }
 

@@ -112,6 +112,9 @@ def curves_page(curves: dict[str, Path]) -> str:
 
     parts = [f"<html><head><meta charset='utf-8'>{STYLE}</head><body><h2>Training curves</h2>"]
     for name, folder in curves.items():
+        if not Path(folder).is_dir():  # e.g. a codec served from the between-workflow cache: no training here
+            parts.append(f"<p>{html.escape(name)}: not trained in this run (no logs in {html.escape(str(folder))})</p>")
+            continue
         scalars = read_scalars(folder)
         wanted = [t for t in sorted(scalars) if any(k in t for k in ("loss", "accuracy", "mel_l1", "codes"))]
         if not wanted:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,12 @@ CORPORA = FIXTURES / "corpora"
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True,
-              timeout: float = 600, snakefile: Path = REPO / "Snakefile") -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile in `workdir` (outputs land in workdir/results) on configs/tiny.yaml."""
+              timeout: float = 600, snakefile: Path = REPO / "Snakefile", output_cache: Path | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in `workdir` (outputs land in workdir/results) on configs/tiny.yaml.
+
+    `output_cache`: the between-workflow cache folder, passed with `--cache` (every rule marked `cache:`).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
                "--configfile", str(snakefile.parent / "configs" / "tiny.yaml")]
@@ -33,7 +38,12 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
         override = workdir / "override.yaml"
         override.write_text(yaml.safe_dump(config))
         command.append(str(override))
-    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout)
+    env = dict(os.environ)
+    if output_cache is not None:
+        output_cache.mkdir(parents=True, exist_ok=True)
+        env["SNAKEMAKE_OUTPUT_CACHE"] = str(output_cache)
+        args = (*args, "--cache")
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
@@ -56,5 +66,5 @@ def overfit(model, batch: dict, steps: int, lr: float = 1e-2, stop_loss: float =
 def tiny_dag(tmp_path_factory) -> Path:
     """A work folder in which the tiny DAG has run once, shared by the tests that inspect its outputs."""
     workdir = tmp_path_factory.mktemp("tiny_dag")
-    snakemake(workdir, "--cores", "2")
+    snakemake(workdir, "--cores", "2", output_cache=workdir / "output-cache")
     return workdir

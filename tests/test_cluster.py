@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import pytest
+import yaml
 
 from conftest import REPO, snakemake
 
 pytest.importorskip("snakemake_executor_plugin_slurm")
+LAUNCHER = REPO / "workflow" / "scripts" / "torchrun.sh"
 
 
 def jobs_by_rule(out: str) -> dict[str, list[dict]]:
@@ -50,7 +54,61 @@ def test_each_rule_asks_slurm_for_its_resources(slurm_plan, rule, gpus, partitio
 def test_training_launches_one_process_per_gpu(slurm_plan):
     for rule in ("pretrain", "sft"):
         (job,) = slurm_plan[rule]
-        assert "--nproc_per_node 8" in job["shell"] and "--threads 64" in job["shell"]
+        assert re.search(r"torchrun\.sh'? 1 8 -m stages\.train_lm", job["shell"]) and "--threads 64" in job["shell"]
+
+
+def test_multi_node_training_is_a_change_of_profile(tmp_path):
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["set-resources"]["pretrain"].update(nodes=2, gpu=16, mpi="srun", tasks_per_node=8)
+    (tmp_path / "two-nodes").mkdir()
+    (tmp_path / "two-nodes" / "config.yaml").write_text(yaml.safe_dump(profile))
+    out = snakemake(tmp_path / "work", "--profile", str(tmp_path / "two-nodes"), "--dry-run", "--cores", "256").stdout
+    (job,) = jobs_by_rule(out)["pretrain"]
+    assert job["nodes"] == "2" and job["gpu"] == "16" and job["mpi"] == "srun"
+    assert re.search(r"torchrun\.sh'? 2 16 -m stages\.train_lm", job["shell"])
+
+
+def fake_tools(tmp_path, *names):
+    """Stand-ins for torchrun/srun/scontrol that print how they were called, first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in names:
+        tool = bin_dir / name
+        output = "node-a\nnode-b" if name == "scontrol" else f"{name} $*"
+        tool.write_text(f"#!/bin/sh\necho \"{output}\"\n")
+        tool.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def launch(env, *args):
+    return subprocess.run(["bash", str(LAUNCHER), *args, "-m", "stages.train_lm"], env=env, capture_output=True,
+                          text=True)
+
+
+def test_the_launcher_starts_one_cpu_process_or_one_per_gpu_on_one_node(tmp_path):
+    env = fake_tools(tmp_path, "torchrun")
+    assert launch(env, "1", "0").stdout.strip() == "torchrun --standalone --nproc_per_node 1 -m stages.train_lm"
+    assert launch(env, "1", "4").stdout.strip() == "torchrun --standalone --nproc_per_node 4 -m stages.train_lm"
+
+
+def test_the_launcher_meets_at_a_rendezvous_on_the_first_node_of_a_slurm_allocation(tmp_path):
+    env = {**fake_tools(tmp_path, "srun", "scontrol"), "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_JOB_ID": "77"}
+    out = launch(env, "2", "16")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [
+        "srun", "--nodes", "2", "--ntasks-per-node", "1", "--kill-on-bad-exit=1", "torchrun", "--nnodes", "2",
+        "--nproc_per_node", "8", "--rdzv_backend", "c10d", "--rdzv_endpoint", "node-a:29500", "--rdzv_id", "77",
+        "-m", "stages.train_lm"]
+
+
+@pytest.mark.parametrize("nodes, gpus, env_extra, message", [
+    ("2", "16", {}, "needs a SLURM allocation"),
+    ("2", "3", {"SLURM_JOB_NODELIST": "node-a"}, "cannot be split evenly"),
+])
+def test_the_launcher_refuses_a_layout_it_cannot_start(tmp_path, nodes, gpus, env_extra, message):
+    env = {k: v for k, v in fake_tools(tmp_path, "srun").items() if not k.startswith("SLURM_")}
+    out = launch({**env, **env_extra}, nodes, gpus)
+    assert out.returncode == 2 and message in out.stderr
 
 
 def test_every_sharded_rule_becomes_one_job_per_shard(slurm_plan):

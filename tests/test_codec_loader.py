@@ -199,3 +199,22 @@ def test_save_codec_round_trips_and_codec_id_tracks_weights(tmp_path):
 def test_codec_id_is_stable_across_loads_and_copies(tmp_path):
     copy = shutil.copy(CHECKPOINT, tmp_path / "copy.ckpt")
     assert codec_id(load_codec(CONFIG, CHECKPOINT)) == codec_id(load_codec(CONFIG, copy))
+
+
+def test_a_normalised_latent_codec_round_trips_and_feeds_the_vq_unit_vectors(tmp_path):
+    import dataclasses
+
+    from stages.codec.model import WavTokenizer
+
+    official = load_codec(CONFIG, CHECKPOINT)
+    model = WavTokenizer(dataclasses.replace(official.arch, latent_norm="l2"))
+    model.load_state_dict(official.state_dict())
+    config, checkpoint = tmp_path / "codec.yaml", tmp_path / "codec.ckpt"
+    save_codec(model, checkpoint, config)
+    assert yaml.safe_load(config.read_text())["model"]["init_args"]["feature_extractor"]["init_args"][
+        "latent_norm"] == "l2"
+    assert "latent_norm" not in CONFIG.read_text()  # official YAMLs never carry it
+    again = load_codec(config, checkpoint)
+    assert again.arch.latent_norm == "l2" and official.arch.latent_norm == "none"
+    latents = again.latents(torch.randn(2, 2400))
+    assert torch.allclose(latents.norm(dim=1), torch.ones(2, latents.shape[-1]), atol=1e-5)

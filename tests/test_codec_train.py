@@ -69,7 +69,7 @@ def test_training_writes_an_official_checkpoint_that_loads(tmp_path, clips):
     assert lengths.item() == codes.shape[1] == 9600 // 320 and codes.max() < 64
     audio = codec.decode(codes)
     assert audio.shape == (1, 9600) and torch.isfinite(audio).all()
-    assert (tmp_path / "metrics.json").exists() and any((tmp_path / "tensorboard").iterdir())
+    assert (tmp_path / "codec.metrics.json").exists() and any((tmp_path / "tensorboard").iterdir())
 
 
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path, clips, monkeypatch):
@@ -127,5 +127,5 @@ def test_command_line_trains_from_audio_shards(tmp_path, clips):
     write_table(rows, AUDIO_SHARD, shard)
     config = to_dict(tiny(steps=4))
     main([str(tmp_path / "codec"), str(shard), "--config-json", json.dumps(config), "--threads", "1"])
-    assert json.loads((tmp_path / "codec" / "metrics.json").read_text())["steps"] == 4
+    assert json.loads((tmp_path / "codec" / "codec.metrics.json").read_text())["steps"] == 4
     load_codec(tmp_path / "codec" / "codec.yaml", tmp_path / "codec" / "codec.ckpt")

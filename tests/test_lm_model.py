@@ -15,7 +15,7 @@ VOCAB = Vocab(n_text=2000, n_speech=4096)
 SMALL = ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128, rope_theta=1e4, max_seq_len=256)
 
 
-@pytest.mark.parametrize("preset", ["tiny", "26m", "104m", "moe"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "26m", "104m", "moe"])
 def test_every_preset_loads_and_its_parameter_count_matches_the_formula(preset):
     config = load_model_config(PRESETS / f"{preset}.yaml")
     with torch.device("meta"):  # a 100M model, counted without allocating it

@@ -39,7 +39,8 @@ REQUIRED = object()
 INIT_ARGS: dict[str, dict[str, Any]] = {
     "feature_extractor": {"encodec_model": "encodec_24khz", "bandwidths": [1.5, 3.0, 6.0, 12.0],
                           "train_codebooks": False, "num_quantizers": 1, "dowmsamples": [6, 5, 5, 4],
-                          "vq_bins": 16384, "vq_kmeans": 800, "seanet_n_filters": 32, "seanet_dimension": 512},
+                          "vq_bins": 16384, "vq_kmeans": 800, "seanet_n_filters": 32, "seanet_dimension": 512,
+                          "latent_norm": "none"},
     "backbone": {"input_channels": REQUIRED, "dim": REQUIRED, "intermediate_dim": REQUIRED, "num_layers": REQUIRED,
                  "layer_scale_init_value": None, "adanorm_num_embeddings": None},
     "head": {"dim": REQUIRED, "n_fft": REQUIRED, "hop_length": REQUIRED, "padding": "same"},
@@ -104,7 +105,7 @@ def arch_from_yaml_tree(tree: Any, path: str = "codec YAML") -> CodecArch:
         "sample_rate": init.get("sample_rate", 24000), "downsamples": fe["dowmsamples"],
         "seanet_n_filters": fe["seanet_n_filters"], "seanet_dimension": fe["seanet_dimension"],
         "codebook_size": fe["vq_bins"], "num_quantizers": fe["num_quantizers"], "kmeans_iters": fe["vq_kmeans"],
-        "bandwidths": fe["bandwidths"], "backbone_dim": bb["dim"], "backbone_intermediate_dim": bb["intermediate_dim"],
+        "bandwidths": fe["bandwidths"], "latent_norm": fe["latent_norm"], "backbone_dim": bb["dim"], "backbone_intermediate_dim": bb["intermediate_dim"],
         "backbone_layers": bb["num_layers"], "layer_scale_init_value": bb["layer_scale_init_value"],
         "adanorm_num_embeddings": bb["adanorm_num_embeddings"], "n_fft": hd["n_fft"], "hop_length": hd["hop_length"],
     }
@@ -191,14 +192,16 @@ def codec_id(model: WavTokenizer) -> str:
 def arch_to_yaml_tree(arch: CodecArch, training: dict[str, Any] | None = None) -> dict:
     """An official-layout YAML tree (`model.class_path` + `init_args`) for `arch`.
 
-    `seanet_n_filters`/`seanet_dimension` are written only when they differ from the official 32/512, so
-    a full-size codec's YAML is one the unmodified official code accepts.
+    `seanet_n_filters`/`seanet_dimension` and `latent_norm` are written only when they differ from the
+    official 32/512/none, so a full-size official-style codec's YAML is one the unmodified official code accepts.
     """
     fe: dict[str, Any] = {"encodec_model": "encodec_24khz", "bandwidths": list(arch.bandwidths), "train_codebooks": True,
                           "num_quantizers": arch.num_quantizers, "dowmsamples": list(arch.downsamples),
                           "vq_bins": arch.codebook_size, "vq_kmeans": arch.kmeans_iters}
     if (arch.seanet_n_filters, arch.seanet_dimension) != (32, 512):
         fe.update(seanet_n_filters=arch.seanet_n_filters, seanet_dimension=arch.seanet_dimension)
+    if arch.latent_norm != "none":
+        fe["latent_norm"] = arch.latent_norm
     bb: dict[str, Any] = {"input_channels": arch.seanet_dimension, "dim": arch.backbone_dim,
                           "intermediate_dim": arch.backbone_intermediate_dim, "num_layers": arch.backbone_layers,
                           "adanorm_num_embeddings": arch.adanorm_num_embeddings}

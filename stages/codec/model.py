@@ -18,6 +18,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from stages.codec_config import CodecArch
 from stages.codec.quantizer import ResidualVectorQuantizer
@@ -79,8 +80,9 @@ class WavTokenizer(nn.Module):
         return self.encoder.output_lengths(lengths)
 
     def latents(self, wavs: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Encoder output before the VQ: (B, N) -> (B, D, T); frames past an item's code length are padding."""
-        return self.encoder(wavs.unsqueeze(1), lengths)
+        """Encoder output as the VQ sees it: (B, N) -> (B, D, T); frames past an item's code length are padding."""
+        latents = self.encoder(wavs.unsqueeze(1), lengths)
+        return F.normalize(latents, dim=1) if self.arch.latent_norm == "l2" else latents
 
     @torch.inference_mode()
     def encode(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ that fall out of use.
 
 OUT_DIR receives `codec.ckpt` + `codec.yaml` in the official layout (our loader and the official code
 load them), `state.pt` (everything needed to resume: weights, optimisers, step, RNG states),
-`metrics.json` and TensorBoard logs. Rerunning the command resumes from `state.pt`.
+`codec.metrics.json` and TensorBoard logs. Rerunning the command resumes from `state.pt`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ from stages.tables import AUDIO_SHARD, read_table
 # Per-channel spread of the encoder's initial latents: wide enough for k-means to separate frames, small
 # enough that the official 1000x commitment loss (an MSE in latent units) stays a fraction of the mel loss.
 LATENT_STD = 0.1
+log = logging.getLogger(__name__)
 
 def random_crops(clips: Sequence[np.ndarray], batch: int, samples: int, generator: torch.Generator) -> Tensor:
     """`batch` crops of `samples` from clips drawn with probability proportional to length; short clips are zero-padded."""
@@ -214,7 +216,7 @@ def lsuv_init(model: WavTokenizer, audio: Tensor) -> None:
 
 def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndarray], out_dir: Path,
                 config: CodecTrainConfig, device: str = "cpu", progress: bool = True) -> dict[str, float]:
-    """Train (or resume) a codec in `out_dir`; returns the final metrics also written to metrics.json."""
+    """Train (or resume) a codec in `out_dir`; returns the final metrics also written to codec.metrics.json."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
@@ -226,6 +228,7 @@ def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndar
     state_path = out_dir / "state.pt"
     if state_path.exists():
         trainer.resume(state_path)
+        log.info("resumed from %s: step %d of %d", state_path, trainer.step, config.steps)
     writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=trainer.step)
     started, first_step = time.monotonic(), trainer.step
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not progress, desc="train_codec", unit="step")
@@ -249,7 +252,7 @@ def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndar
                global_step=trainer.step, training={"initial_learning_rate": config.learning_rate,
                                                    "mel_loss_coeff": config.mel_loss_coeff,
                                                    "mrd_loss_coeff": config.mrd_loss_coeff})
-    with atomic_output(out_dir / "metrics.json") as tmp:
+    with atomic_output(out_dir / "codec.metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -276,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     values = (yaml.safe_load(args.config.read_text()) if args.config

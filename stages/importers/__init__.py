@@ -44,7 +44,7 @@ def _registry() -> dict[str, Callable[..., Iterator[CorpusItem]]]:
     from stages.importers import aishell3, libritts, ljspeech, table, vctk
 
     return {
-        "demo": table.csv_items,
+        "demo": table.demo_items,
         "csv": table.csv_items,
         "jsonl": table.jsonl_items,
         "ljspeech": ljspeech.items,
@@ -52,6 +52,26 @@ def _registry() -> dict[str, Callable[..., Iterator[CorpusItem]]]:
         "vctk": vctk.items,
         "aishell3": aishell3.items,
     }
+
+
+def listing_digest(root: str | Path) -> str:
+    """sha256 of every file's relative path and size under `root`: what identifies a corpus folder.
+
+    Snakemake cannot hash a folder input, so the workflow passes this as a param instead: adding, removing
+    or resizing a file reruns `prepare` and changes the between-workflow cache key of everything after it.
+    Sizes, not mtimes, so two copies of one corpus share cache entries.
+    """
+    import hashlib
+    import os
+
+    root = Path(root)
+    digest = hashlib.sha256()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            digest.update(f"{path.relative_to(root).as_posix()}\t{path.stat().st_size}\n".encode())
+    return digest.hexdigest()
 
 
 def import_corpus(fmt: str, path: str | Path, language: Optional[str] = None,

@@ -30,6 +30,11 @@ def _item(row: Mapping, base: Path, where: str) -> CorpusItem:
                       str(base / rel), split=row.get("split") or None)
 
 
+def demo_items(folder: Path) -> Iterator[CorpusItem]:
+    """The demo corpus folder that the `demo_corpus` stage writes: its `transcripts.csv` table."""
+    return csv_items(folder / "transcripts.csv")
+
+
 def csv_items(table: Path) -> Iterator[CorpusItem]:
     raw = table.read_bytes()
     text = decode_line(raw)

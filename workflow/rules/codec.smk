@@ -6,12 +6,13 @@ rule train_codec:
         audio=audio_shards(),
         code=stage_sources("codec.train"),
     output:
-        checkpoint=f"{RESULTS}/codec/codec.ckpt",
-        config=f"{RESULTS}/codec/codec.yaml",
-        metrics=f"{RESULTS}/codec/metrics.json",
+        # One prefix for the three files: Snakemake caches a multi-file output only as a multiext.
+        multiext(f"{RESULTS}/codec/codec", checkpoint=".ckpt", config=".yaml", metrics=".metrics.json"),
+    # Between-workflow cache (`snakemake --cache`): the key is the command, params, code and upstream
+    # provenance, never a path, so no param here may hold one.
+    cache: True
     params:
         config=section_json(CFG.codec.train),
-        out_dir=lambda wildcards, output: str(Path(output.checkpoint).parent),
     log:
         f"{LOGS}/train_codec.log",
     threads: 8  # capped at --cores when run locally
@@ -20,7 +21,7 @@ rule train_codec:
         runtime=24 * 60,
         gpu=0,
     shell:
-        "python -m stages.codec.train {params.out_dir:q} {input.audio:q} --config-json {params.config:q}"
+        "python -m stages.codec.train \"$(dirname {output.checkpoint:q})\" {input.audio:q} --config-json {params.config:q}"
         " --threads {threads} 2> {log:q}"
 
 
@@ -32,7 +33,10 @@ rule extract_codes:
         code=stage_sources("extract_codes"),
     output:
         f"{RESULTS}/codes/shard-{{shard}}.parquet",
+    cache: True
     params:
+        # Wildcards are not part of the cache key: without the shard here, every shard would share one entry.
+        shard=lambda wildcards: wildcards.shard,
         batch_seconds=CFG.codec.batch_seconds,
     log:
         f"{LOGS}/extract_codes/{{shard}}.log",

@@ -1,10 +1,13 @@
 # Shared helpers for the rules: the typed config, output paths, stage sources and target lists.
+import functools
+import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
 from stages.config import from_dict, to_dict
+from stages.importers import listing_digest
 from stages.pipeline_config import PipelineConfig
 from stages.shards import shard_name
 from stages.sources import module_sources
@@ -42,15 +45,30 @@ def section_json(section):
     return json.dumps(to_dict(section), sort_keys=True, ensure_ascii=False)
 
 
+# Shared by the runs that speak the demo the same way, and free of the run name, so that a run that changes
+# only later settings has the same between-workflow cache keys (params are part of the key, paths are not).
+DEMO_CORPUS = "results/demo_corpus/" + hashlib.sha256(section_json(CFG.corpus.demo).encode()).hexdigest()[:12]
+
+
+def corpus_root():
+    """The folder or table the importer reads."""
+    return DEMO_CORPUS if CFG.corpus.format == "demo" else CFG.corpus.path
+
+
 def corpus_input():
-    return f"{RESULTS}/demo_corpus" if CFG.corpus.format == "demo" else CFG.corpus.path
-
-
-def corpus_location(wildcards, input):
-    """The folder or table the importer reads: the demo corpus is a generic table inside its folder."""
+    """What `prepare` depends on: the demo corpus or a corpus table. A corpus folder is no input (Snakemake
+    cannot hash a folder for the between-workflow cache): `corpus_listing` stands for it."""
     if CFG.corpus.format == "demo":
-        return f"{input.corpus}/transcripts.csv"
-    return input.corpus
+        return DEMO_CORPUS
+    return [] if os.path.isdir(CFG.corpus.path) else CFG.corpus.path
+
+
+@functools.cache
+def corpus_listing(wildcards=None):
+    """A digest of a corpus folder's file names and sizes ('' for tables): edits to the folder rerun `prepare`."""
+    if CFG.corpus.format == "demo" or not os.path.isdir(CFG.corpus.path):
+        return ""
+    return listing_digest(CFG.corpus.path)
 
 
 def audio_shards():
@@ -78,8 +96,13 @@ def deepspeed_config(train):
 
 def training_curves():
     """NAME=TensorBoard folder of each training stage, for the report's curves."""
-    return [f"codec={RESULTS}/codec/tensorboard",
-            *(f"{m}={RESULTS}/{m}/checkpoints/tensorboard" for m in MODELS)]
+    codec = [] if CFG.codec.source == "pretrained" else [f"codec={RESULTS}/codec/tensorboard"]
+    return [*codec, *(f"{m}={RESULTS}/{m}/checkpoints/tensorboard" for m in MODELS)]
+
+
+def trained_codec_metrics():
+    """The codec's training metrics, when this run trains its codec ([] for official weights)."""
+    return [] if CFG.codec.source == "pretrained" else f"{RESULTS}/codec/codec.metrics.json"
 
 
 def all_targets():

@@ -7,7 +7,7 @@ rule demo_corpus:
         mandarin=repo_path("data/demo/tang_couplets.tsv"),
         code=stage_sources("demo_corpus"),
     output:
-        directory(f"{RESULTS}/demo_corpus"),
+        directory(DEMO_CORPUS),
     params:
         config=section_json(CFG.corpus.demo),
     log:
@@ -30,7 +30,8 @@ rule prepare:
         quarantine=f"{RESULTS}/quarantine-prepare.parquet",
     params:
         config=section_json(CFG.corpus),
-        corpus=corpus_location,
+        corpus=corpus_root(),
+        listing=corpus_listing,
     log:
         f"{LOGS}/prepare.log",
     threads: 4

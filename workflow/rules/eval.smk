@@ -81,7 +81,7 @@ rule report_pages:
         eval=f"{RESULTS}/eval",
         samples=expand(f"{RESULTS}/samples/{{model}}", model=MODELS),
         models=expand(f"{RESULTS}/{{model}}/model", model=MODELS),
-        codec=f"{RESULTS}/codec/metrics.json",
+        codec=trained_codec_metrics(),  # its TensorBoard folder is drawn, not read as an input
         code=stage_sources("report"),
     output:
         samples=report(f"{RESULTS}/report/samples.html", caption="../report/samples.rst", category="Samples"),

@@ -1,6 +1,7 @@
 # Stages 5-6: LM pretraining and SFT, one DeepSpeed trainer (stages.train_lm) with two config sections.
-# Processes come from the rule's resources: one per GPU (resources.gpu), or one CPU process; the resumable
-# checkpoints live beside the declared output, so a failed or killed job resumes instead of restarting.
+# Processes come from the rule's resources (workflow/scripts/torchrun.sh): one per GPU, resources.gpu in all over
+# resources.nodes nodes, or one CPU process; the resumable checkpoints live beside the declared output, so a
+# failed or killed job resumes instead of restarting.
 
 
 rule pretrain:
@@ -10,12 +11,12 @@ rule pretrain:
         preset=model_preset(CFG.pretrain),
         deepspeed=deepspeed_config(CFG.pretrain),
         code=stage_sources("train_lm"),
+        launcher=repo_path("workflow/scripts/torchrun.sh"),
     output:
         directory(f"{RESULTS}/pretrain/model"),
     params:
         config=section_json(CFG.pretrain),
         checkpoints=f"{RESULTS}/pretrain/checkpoints",
-        nproc=lambda wildcards, resources: max(1, resources.gpu),
     log:
         f"{LOGS}/pretrain.log",
     threads: 8  # capped at --cores when run locally
@@ -23,8 +24,9 @@ rule pretrain:
         mem_mb=8000,
         runtime=24 * 60,
         gpu=0,
+        nodes=1,
     shell:
-        "torchrun --standalone --nproc_per_node {params.nproc} -m stages.train_lm --codes {input.codes:q}"
+        "bash {input.launcher:q} {resources.nodes} {resources.gpu} -m stages.train_lm --codes {input.codes:q}"
         " --tokenizer {input.tokenizer:q} --out-dir {output:q} --checkpoint-dir {params.checkpoints:q}"
         " --config-json {params.config:q} --threads {threads} 2> {log:q}"
 
@@ -36,12 +38,12 @@ rule sft:
         init=f"{RESULTS}/pretrain/model",
         deepspeed=deepspeed_config(CFG.sft),
         code=stage_sources("train_lm"),
+        launcher=repo_path("workflow/scripts/torchrun.sh"),
     output:
         directory(f"{RESULTS}/sft/model"),
     params:
         config=section_json(CFG.sft),
         checkpoints=f"{RESULTS}/sft/checkpoints",
-        nproc=lambda wildcards, resources: max(1, resources.gpu),
     log:
         f"{LOGS}/sft.log",
     threads: 8  # capped at --cores when run locally
@@ -49,7 +51,8 @@ rule sft:
         mem_mb=8000,
         runtime=12 * 60,
         gpu=0,
+        nodes=1,
     shell:
-        "torchrun --standalone --nproc_per_node {params.nproc} -m stages.train_lm --codes {input.codes:q}"
+        "bash {input.launcher:q} {resources.nodes} {resources.gpu} -m stages.train_lm --codes {input.codes:q}"
         " --tokenizer {input.tokenizer:q} --init-from {input.init:q} --out-dir {output:q}"
         " --checkpoint-dir {params.checkpoints:q} --config-json {params.config:q} --threads {threads} 2> {log:q}"
