@@ -92,3 +92,12 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path, override, needle)
     assert result.returncode != 0
     assert needle in result.stderr + result.stdout
     assert not (tmp_path / "results").exists(), "no job may run on an invalid config"
+
+
+def test_the_quality_run_shares_the_demo_codec_settings():
+    """configs/quality.yaml reuses the demo's codec and codes through the cache only while these agree."""
+    demo, quality = (from_dict(PipelineConfig, yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text()), name)
+                     for name in ("demo", "quality"))
+    assert quality.shards == demo.shards
+    for section in ("corpus", "audio", "codec"):
+        assert to_dict(getattr(quality, section)) == to_dict(getattr(demo, section)), section

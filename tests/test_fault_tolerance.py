@@ -2,10 +2,11 @@
 
 For every stage in turn, a copy of the finished tiny DAG reruns that stage alone (`--forcerun`), is
 killed with SIGKILL at a seeded random moment while the job runs (training stages: after their first
-checkpoint), and is run again. The stage's outputs must then equal the uninterrupted run's: Parquet
+checkpoint), and is run again after `--unlock` with `--rerun-incomplete`. The stage's outputs must then equal the uninterrupted run's: Parquet
 contents, tokenizer bytes, codec and LM weights (the same seed), sample audio; and training must resume
-from its checkpoint rather than start over. Seed 0 of every stage runs in the default suite; seeds 1
-and 2 are marked slow:
+from its checkpoint rather than start over. Seed 0 of the stages that take seconds on the tiny config
+runs in the default suite; the other seeds and the minute-long stages (pretrain, sft, synthesize,
+evaluate) are marked slow:
 
     .venv/bin/python -m pytest tests/test_fault_tolerance.py -m "slow or not slow"
 """
@@ -21,7 +22,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.parquet as pq
 import pytest
@@ -38,20 +41,32 @@ def demo_corpus(workdir: Path) -> Path:
     return folder.relative_to(workdir)
 
 
-# rule -> (targets, state beside the outputs that the forced rerun must start without, start of its job)
+@dataclass(frozen=True)
+class Stage:
+    targets: Callable[[Path], list[Path]]
+    started: str                  # appears (under results/tiny) once the job is under way
+    window: float                 # the kill lands uniformly in [0, window] s after that: before the job ends
+    state: tuple[str, ...] = ()   # kept beside the outputs; removed so the forced run starts from scratch
+    slow: bool = False            # seed 0 of the others runs in the default suite
+
+
 STAGES = {
-    "demo_corpus": (lambda w: [demo_corpus(w)], [], "logs/demo_corpus.log"),
-    "prepare": (lambda w: [RUN / "manifest.parquet", RUN / "quarantine-prepare.parquet"], [], "logs/prepare.log"),
-    "resample": (lambda w: [RUN / f"audio/shard-0000{i}.parquet" for i in (0, 1)], [], "logs/resample/00000.log"),
-    "train_codec": (lambda w: [RUN / "codec/codec.ckpt"], ["codec/state.pt", "codec/tensorboard"], "codec/state.pt"),
-    "extract_codes": (lambda w: [RUN / f"codes/shard-0000{i}.parquet" for i in (0, 1)], [], "logs/extract_codes/00000.log"),
-    "fit_tokenizer": (lambda w: [RUN / "tokenizer"], [], "logs/fit_tokenizer.log"),
-    "pretrain": (lambda w: [RUN / "pretrain/model"], ["pretrain/checkpoints"], "pretrain/checkpoints/latest"),
-    "sft": (lambda w: [RUN / "sft/model"], ["sft/checkpoints"], "sft/checkpoints/latest"),
-    "synthesize": (lambda w: [RUN / "samples/sft"], [], "logs/synthesize/sft.log"),
-    "evaluate": (lambda w: [RUN / "eval"], [], "logs/evaluate.log"),
+    "demo_corpus": Stage(lambda w: [demo_corpus(w)], "logs/demo_corpus.log", 1.5),
+    "prepare": Stage(lambda w: [RUN / "manifest.parquet", RUN / "quarantine-prepare.parquet"], "logs/prepare.log", 1.0),
+    "resample": Stage(lambda w: [RUN / f"audio/shard-0000{i}.parquet" for i in (0, 1)], "logs/resample/00000.log",
+                      1.5),
+    "train_codec": Stage(lambda w: [RUN / f"codec/codec.{ext}" for ext in ("ckpt", "yaml", "metrics.json")],
+                         "codec/state.pt", 1.0, state=("codec/state.pt", "codec/tensorboard")),
+    "extract_codes": Stage(lambda w: [RUN / f"codes/shard-0000{i}.parquet" for i in (0, 1)],
+                           "logs/extract_codes/00000.log", 2.0),
+    "fit_tokenizer": Stage(lambda w: [RUN / "tokenizer"], "logs/fit_tokenizer.log", 1.0),
+    "pretrain": Stage(lambda w: [RUN / "pretrain/model"], "pretrain/checkpoints/latest", 1.0,
+                      state=("pretrain/checkpoints",), slow=True),
+    "sft": Stage(lambda w: [RUN / "sft/model"], "sft/checkpoints/latest", 0.5, state=("sft/checkpoints",), slow=True),
+    "synthesize": Stage(lambda w: [RUN / "samples/sft"], "logs/synthesize/sft.log", 5.0, slow=True),
+    "evaluate": Stage(lambda w: [RUN / "eval"], "logs/evaluate.log", 20.0, slow=True),
 }
-RESUME_MESSAGE = {"train_codec": "resumed from", "pretrain": "resumed from", "sft": "resumed from"}
+RESUMING = ("train_codec", "pretrain", "sft")  # their logs must say "resumed from <checkpoint>"
 
 
 def stable(value):
@@ -70,8 +85,10 @@ def digest(path: Path) -> str:
         table = table.drop_columns([c for c in table.column_names if any(t in c for t in TIMING_KEYS)])
         return hashlib.sha256(json.dumps(table.to_pylist(), sort_keys=True, default=repr).encode()).hexdigest()
     if path.suffix in (".json", ".jsonl"):
-        lines = [stable(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
-        return hashlib.sha256(json.dumps(lines, sort_keys=True).encode()).hexdigest()
+        text = path.read_text()
+        value = ([json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl"
+                 else json.loads(text))
+        return hashlib.sha256(json.dumps(stable(value), sort_keys=True).encode()).hexdigest()
     if path.suffix == ".ckpt":  # the tensors, not the pickle around them
         import torch
 
@@ -95,23 +112,23 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
             "--configfile", str(REPO / "configs" / "tiny.yaml"), "--cores", "2", *args]
 
 
-def kill_mid_job(workdir: Path, rule: str, targets: list[Path], started: Path, seed: int) -> str:
-    """Force `rule` to run again and SIGKILL Snakemake and its job at a seeded random moment; the job's log."""
+def kill_mid_job(workdir: Path, rule: str, stage: Stage, seed: int) -> None:
+    """Force `rule` to run again and SIGKILL Snakemake and its job at a seeded random moment while it runs."""
     log_path = workdir / f"killed-{rule}.log"
+    started = workdir / RUN / stage.started
     with log_path.open("w") as log:
-        process = subprocess.Popen(snakemake_command(workdir, "--forcerun", rule, *map(str, targets)),
+        process = subprocess.Popen(snakemake_command(workdir, "--forcerun", rule, *map(str, stage.targets(workdir))),
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
         while not started.exists():
             assert process.poll() is None, f"{rule} ended before it could be killed:\n{log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"{rule} did not start within 5 minutes"
             time.sleep(0.02)
-        time.sleep(random.Random(seed).uniform(0.0, 1.0))
+        time.sleep(random.Random(seed).uniform(0.0, stage.window))
         finished = process.poll() is not None
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not finished, f"{rule} finished before the kill; the test killed nothing"
-    return log_path.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -122,27 +139,36 @@ def finished(tiny_dag, tmp_path_factory) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("rule", list(STAGES))
+def cases():
+    for rule, stage in STAGES.items():
+        for seed in (0, 1, 2):
+            marks = [pytest.mark.slow] if stage.slow or seed else []
+            yield pytest.param(rule, seed, marks=marks, id=f"{rule}-seed{seed}")
+
+
+@pytest.mark.parametrize("rule, seed", list(cases()))
 def test_a_stage_killed_mid_job_reruns_to_the_uninterrupted_outputs(finished, tmp_path, rule, seed):
     work = tmp_path / "work"
     shutil.copytree(finished, work, symlinks=True)
-    target_of, state, start_marker = STAGES[rule]
-    targets = target_of(work)
+    stage = STAGES[rule]
+    targets = stage.targets(work)
     expected = snapshot(finished, targets)
     assert expected, f"the uninterrupted run wrote nothing for {rule}"
-    for relative in state:
-        shutil.rmtree(work / RUN / relative) if (work / RUN / relative).is_dir() else (work / RUN / relative).unlink()
-    started = work / RUN / start_marker
-    started.unlink(missing_ok=True)  # a log of the uninterrupted run: wait for the forced job's own instead
-    kill_mid_job(work, rule, targets, started, seed)
+    for relative in stage.state:
+        path = work / RUN / relative
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (work / RUN / stage.started).unlink(missing_ok=True)  # the uninterrupted run's: wait for the forced job's own
+    kill_mid_job(work, rule, stage, seed)
 
     # What a user does after a crash: release the killed run's lock, then rerun what it left incomplete.
     subprocess.run(snakemake_command(work, "--unlock"), check=True, capture_output=True)
     rerun = subprocess.run(snakemake_command(work, "--rerun-incomplete", *map(str, targets)),
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-4000:]
-    assert snapshot(work, targets) == expected
-    if rule in RESUME_MESSAGE:
+    for table in [t for t in targets if t.suffix == ".parquet"]:
+        ids = pq.read_table(work / table).column("utt_id").to_pylist()
+        assert len(ids) == len(set(ids)), f"duplicate utterances in {table}"
+    assert snapshot(work, targets) == expected  # nothing missing or changed either
+    if rule in RESUMING:
         log = (work / RUN / "logs" / f"{rule}.log").read_text()
-        assert RESUME_MESSAGE[rule] in log, f"{rule} started over instead of resuming:\n{log[-2000:]}"
+        assert "resumed from" in log, f"{rule} started over instead of resuming:\n{log[-2000:]}"

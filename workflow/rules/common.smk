@@ -63,12 +63,17 @@ def corpus_input():
     return [] if os.path.isdir(CFG.corpus.path) else CFG.corpus.path
 
 
-@functools.cache
-def corpus_listing(wildcards=None):
-    """A digest of a corpus folder's file names and sizes ('' for tables): edits to the folder rerun `prepare`."""
+def corpus_listing(wildcards):
+    """A digest of a corpus folder's file names and sizes ('' for tables): edits to the folder rerun `prepare`.
+
+    A param function, so only the jobs that need it (prepare, and cache keys downstream) walk the folder.
+    """
     if CFG.corpus.format == "demo" or not os.path.isdir(CFG.corpus.path):
         return ""
-    return listing_digest(CFG.corpus.path)
+    return _listing_digest(CFG.corpus.path)
+
+
+_listing_digest = functools.cache(listing_digest)
 
 
 def audio_shards():
