@@ -47,11 +47,11 @@ def section_json(section):
 
 # Shared by the runs that speak the demo the same way, and free of the run name, so that a run that changes
 # only later settings has the same between-workflow cache keys (params are part of the key, paths are not).
-DEMO_CORPUS = "results/demo_corpus/" + hashlib.sha256(section_json(CFG.corpus.demo).encode()).hexdigest()[:12]
+DEMO_CORPUS = f"results/demo_corpus/{hashlib.sha256(section_json(CFG.corpus.demo).encode()).hexdigest()[:12]}"
 
 
-def corpus_root():
-    """The folder or table the importer reads."""
+def corpus_root(wildcards):
+    """The folder or table the importer reads: a param, since a corpus folder cannot be an input (below)."""
     return DEMO_CORPUS if CFG.corpus.format == "demo" else CFG.corpus.path
 
 

@@ -30,7 +30,7 @@ rule prepare:
         quarantine=f"{RESULTS}/quarantine-prepare.parquet",
     params:
         config=section_json(CFG.corpus),
-        corpus=corpus_root(),
+        corpus=corpus_root,
         listing=corpus_listing,
     log:
         f"{LOGS}/prepare.log",
