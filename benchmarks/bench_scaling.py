@@ -7,8 +7,8 @@ corpus under a run of their own (`bench-scaling`, so the demo's results are neve
 rerun at each core count (one job per shard, one thread per job, as the rules declare). The codec is the
 demo run's (`codec.source: pretrained` pointing at results/demo/codec), so run `make demo` first. Prints,
 per stage and core count, wall time, audio seconds per wall second and parallel efficiency
-(speed-up / cores); then the wall time of `snakemake --cores all` on the finished demo DAG, which only
-checks that nothing needs to run.
+(speed-up / cores); then the wall time of `snakemake --cores all` on a finished DAG (`--noop-config`,
+default the demo's), which only checks that nothing needs to run.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}))
     parser.add_argument("--shards", type=int, default=8, help="shards of the benchmark run (jobs per stage)")
-    parser.add_argument("--skip-noop", action="store_true", help="skip the no-op rerun of the demo DAG")
+    parser.add_argument("--skip-noop", action="store_true", help="skip the no-op rerun of a finished DAG")
+    parser.add_argument("--noop-config", type=Path, default=REPO / "configs" / "demo.yaml",
+                        help="config of the finished run whose no-op rerun is timed")
     args = parser.parse_args()
 
     demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
@@ -82,11 +84,15 @@ def main() -> None:
             print(f"{stage:14s} {cores:3d} core(s): {walls[cores]:7.1f} s wall, {seconds / walls[cores]:6.1f}x real "
                   f"time, speed-up {speedup:.2f}x over 1 core, efficiency {speedup / cores:.0%}")
     if not args.skip_noop:
-        if not (REPO / "results" / demo["run"] / "report" / "samples.html").exists():
-            print("no-op rerun: skipped, the demo DAG has not finished (make demo)")
+        dry = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                              str(REPO), "--configfile", str(args.noop_config), "--dry-run"],
+                             capture_output=True, text=True)
+        if "Nothing to be done" not in dry.stdout + dry.stderr:
+            print(f"no-op rerun: skipped, the DAG of {args.noop_config.name} has work left (run it to the end first)")
         else:
-            wall = snakemake("--cores", "all")
-            print(f"no-op rerun of the finished demo DAG (snakemake --cores all): {wall:.1f} s wall")
+            wall = snakemake("--cores", "all", config=args.noop_config)
+            print(f"no-op rerun of the finished DAG of {args.noop_config.name} (snakemake --cores all, "
+                  f"nothing to do): {wall:.1f} s wall")
 
 
 if __name__ == "__main__":
