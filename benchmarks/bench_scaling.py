@@ -35,12 +35,17 @@ def snakemake(*args: str, config: Path | None = None) -> float:
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(REPO)]
     if config is not None:
         command += ["--configfile", str(config)]
-    started = time.monotonic()
+    started = time.monotonic()  # --forcerun takes any number of values: callers put it after the targets
     result = subprocess.run([*command, *args], capture_output=True, text=True)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"snakemake {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return elapsed
+
+
+def relative(paths: list[Path]) -> list[str]:
+    """Targets as the rules name them: relative to the working directory, the repository."""
+    return [str(p.relative_to(REPO)) for p in paths]
 
 
 def audio_seconds(shards: list[Path]) -> float:
@@ -71,7 +76,7 @@ def main() -> None:
     names = [f"{i:05d}" for i in range(args.shards)]
     stages = {"resample": [REPO / "results" / RUN / "audio" / f"shard-{n}.parquet" for n in names],
               "extract_codes": [REPO / "results" / RUN / "codes" / f"shard-{n}.parquet" for n in names]}
-    snakemake("--cores", str(max(args.cores)), *map(str, stages["extract_codes"]), config=config)  # inputs ready
+    snakemake("--cores", str(max(args.cores)), *relative(stages["extract_codes"]), config=config)  # inputs ready
     seconds = audio_seconds(stages["resample"])
 
     print(f"machine: {describe()}")
@@ -79,7 +84,7 @@ def main() -> None:
     for stage, targets in stages.items():
         walls = {}
         for cores in args.cores:
-            walls[cores] = snakemake("--cores", str(cores), "--forcerun", stage, *map(str, targets), config=config)
+            walls[cores] = snakemake("--cores", str(cores), *relative(targets), "--forcerun", stage, config=config)
             speedup = walls[args.cores[0]] / walls[cores] * args.cores[0]
             print(f"{stage:14s} {cores:3d} core(s): {walls[cores]:7.1f} s wall, {seconds / walls[cores]:6.1f}x real "
                   f"time, speed-up {speedup:.2f}x over 1 core, efficiency {speedup / cores:.0%}")

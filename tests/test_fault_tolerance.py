@@ -117,7 +117,7 @@ def kill_mid_job(workdir: Path, rule: str, stage: Stage, seed: int) -> None:
     log_path = workdir / f"killed-{rule}.log"
     started = workdir / RUN / stage.started
     with log_path.open("w") as log:
-        process = subprocess.Popen(snakemake_command(workdir, "--forcerun", rule, *map(str, stage.targets(workdir))),
+        process = subprocess.Popen(snakemake_command(workdir, *map(str, stage.targets(workdir)), "--forcerun", rule),
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
         while not started.exists():
