@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = "bench-scaling"
 
 
-def snakemake(*args: str, config: Path | None = None) -> float:
-    """Wall seconds of one Snakemake invocation in the repository (raises with its log if it fails)."""
+def snakemake(*args: str, config: Path | None = None) -> tuple[float, str]:
+    """Wall seconds and output of one Snakemake invocation in the repository (raises with its log if it fails)."""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(REPO)]
     if config is not None:
         command += ["--configfile", str(config)]
@@ -40,7 +40,7 @@ def snakemake(*args: str, config: Path | None = None) -> float:
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"snakemake {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
-    return elapsed
+    return elapsed, result.stdout + result.stderr
 
 
 def relative(paths: list[Path]) -> list[str]:
@@ -84,18 +84,16 @@ def main() -> None:
     for stage, targets in stages.items():
         walls = {}
         for cores in args.cores:
-            walls[cores] = snakemake("--cores", str(cores), *relative(targets), "--forcerun", stage, config=config)
+            walls[cores], _ = snakemake("--cores", str(cores), *relative(targets), "--forcerun", stage, config=config)
             speedup = walls[args.cores[0]] / walls[cores] * args.cores[0]
             print(f"{stage:14s} {cores:3d} core(s): {walls[cores]:7.1f} s wall, {seconds / walls[cores]:6.1f}x real "
                   f"time, speed-up {speedup:.2f}x over 1 core, efficiency {speedup / cores:.0%}")
     if not args.skip_noop:
-        dry = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-                              str(REPO), "--configfile", str(args.noop_config), "--dry-run"],
-                             capture_output=True, text=True)
-        if "Nothing to be done" not in dry.stdout + dry.stderr:
+        _, plan = snakemake("--dry-run", config=args.noop_config)
+        if "Nothing to be done" not in plan:
             print(f"no-op rerun: skipped, the DAG of {args.noop_config.name} has work left (run it to the end first)")
         else:
-            wall = snakemake("--cores", "all", config=args.noop_config)
+            wall, _ = snakemake("--cores", "all", config=args.noop_config)
             print(f"no-op rerun of the finished DAG of {args.noop_config.name} (snakemake --cores all, "
                   f"nothing to do): {wall:.1f} s wall")
 

@@ -24,6 +24,12 @@ ARCTIC = FIXTURES / "arctic"
 CORPORA = FIXTURES / "corpora"
 
 
+def snakemake_command(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> list[str]:
+    """The command line that runs the Snakefile in `workdir` on configs/tiny.yaml, for callers that need a Popen."""
+    return [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
+            "--configfile", str(snakefile.parent / "configs" / "tiny.yaml"), *args]
+
+
 def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True,
               timeout: float = 600, snakefile: Path = REPO / "Snakefile", output_cache: Path | None = None
               ) -> subprocess.CompletedProcess:
@@ -32,8 +38,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
     `output_cache`: the between-workflow cache folder, passed with `--cache` (every rule marked `cache:`).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
-               "--configfile", str(snakefile.parent / "configs" / "tiny.yaml")]
+    command = snakemake_command(workdir, snakefile=snakefile)
     if config is not None:
         override = workdir / "override.yaml"
         override.write_text(yaml.safe_dump(config))

@@ -20,7 +20,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Callable
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO
+from conftest import snakemake_command
 
 RUN = Path("results/tiny")
 # Values that measure the machine, not the result: they differ between any two runs.
@@ -107,17 +106,13 @@ def snapshot(workdir: Path, targets: list[Path]) -> dict[str, str]:
     return files
 
 
-def snakemake_command(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(REPO / "configs" / "tiny.yaml"), "--cores", "2", *args]
-
-
 def kill_mid_job(workdir: Path, rule: str, stage: Stage, seed: int) -> None:
     """Force `rule` to run again and SIGKILL Snakemake and its job at a seeded random moment while it runs."""
     log_path = workdir / f"killed-{rule}.log"
     started = workdir / RUN / stage.started
     with log_path.open("w") as log:
-        process = subprocess.Popen(snakemake_command(workdir, *map(str, stage.targets(workdir)), "--forcerun", rule),
+        process = subprocess.Popen(snakemake_command(workdir, "--cores", "2", *map(str, stage.targets(workdir)),
+                                                     "--forcerun", rule),
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
         while not started.exists():
@@ -162,7 +157,7 @@ def test_a_stage_killed_mid_job_reruns_to_the_uninterrupted_outputs(finished, tm
 
     # What a user does after a crash: release the killed run's lock, then rerun what it left incomplete.
     subprocess.run(snakemake_command(work, "--unlock"), check=True, capture_output=True)
-    rerun = subprocess.run(snakemake_command(work, "--rerun-incomplete", *map(str, targets)),
+    rerun = subprocess.run(snakemake_command(work, "--cores", "2", "--rerun-incomplete", *map(str, targets)),
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-4000:]
     for table in [t for t in targets if t.suffix == ".parquet"]:

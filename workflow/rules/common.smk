@@ -55,25 +55,29 @@ def corpus_root(wildcards):
     return DEMO_CORPUS if CFG.corpus.format == "demo" else CFG.corpus.path
 
 
+# A corpus folder (not the demo, not a table) is no input: Snakemake cannot hash a folder for the
+# between-workflow cache, so `corpus_listing` stands for it.
+CORPUS_FOLDER = CFG.corpus.format != "demo" and os.path.isdir(CFG.corpus.path)
+
+
 def corpus_input():
-    """What `prepare` depends on: the demo corpus or a corpus table. A corpus folder is no input (Snakemake
-    cannot hash a folder for the between-workflow cache): `corpus_listing` stands for it."""
+    """What `prepare` depends on: the demo corpus, a corpus table, or nothing for a corpus folder."""
     if CFG.corpus.format == "demo":
         return DEMO_CORPUS
-    return [] if os.path.isdir(CFG.corpus.path) else CFG.corpus.path
+    return [] if CORPUS_FOLDER else CFG.corpus.path
+
+
+@functools.cache
+def _folder_digest():
+    return listing_digest(CFG.corpus.path)
 
 
 def corpus_listing(wildcards):
-    """A digest of a corpus folder's file names and sizes ('' for tables): edits to the folder rerun `prepare`.
+    """A digest of a corpus folder's file names and sizes ('' otherwise): edits to the folder rerun `prepare`.
 
     A param function, so only the jobs that need it (prepare, and cache keys downstream) walk the folder.
     """
-    if CFG.corpus.format == "demo" or not os.path.isdir(CFG.corpus.path):
-        return ""
-    return _listing_digest(CFG.corpus.path)
-
-
-_listing_digest = functools.cache(listing_digest)
+    return _folder_digest() if CORPUS_FOLDER else ""
 
 
 def audio_shards():
