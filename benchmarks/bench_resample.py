@@ -38,7 +38,7 @@ def build_manifest(workdir: Path, utterances: int) -> Path:
     per_voice = max(1, utterances // 6)
     demo = DemoCorpusConfig(english_train_sentences=per_voice, english_eval_sentences=0,
                             mandarin_train_sentences=per_voice, mandarin_eval_sentences=0)
-    make_demo_corpus(REPO / "data/demo/proverbs_kjv.tsv", REPO / "data/demo/tang_couplets.tsv", demo,
+    make_demo_corpus(REPO / "data/demo/kjv_verses.tsv", REPO / "data/demo/tang_couplets.tsv", demo,
                      workdir / "demo_corpus", threads=os.cpu_count() or 1)
     prepare(workdir / "demo_corpus" / "transcripts.csv", CorpusConfig(), manifest, workdir / "quarantine.parquet")
     return manifest

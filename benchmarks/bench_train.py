@@ -36,7 +36,7 @@ from stages.train.data import Batch, nonpad_share, plan_epoch  # noqa: E402
 from stages.train.distributed import init_distributed  # noqa: E402
 from stages.train.engine import build_engine, optimizer_and_schedule, resolve_precision, train_step  # noqa: E402
 
-SPEAKERS = ("awb", "rms", "slt", "kal16", "cmn+m3", "cmn+f3")   # the demo corpus's voices
+SPEAKERS = ("awb", "rms", "slt", "kal16", "cmn_m3", "cmn_f3")   # the demo corpus's voices
 
 
 def demo_like_batches(vocab: Vocab, utterances: int, batch_tokens: int, seed: int = 0) -> tuple[list[Batch], float]:

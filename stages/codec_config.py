@@ -99,6 +99,9 @@ class CodecTrainConfig:
         "restarts on a fresh latent. The official absolute threshold (2 frames/step) suits its 9,000-frame GPU "
         "batches; at 1,200 frames/step it would declare most of 4,096 codes dead every step.", minimum=0.0)
     checkpoint_every: int = setting(200, "steps between resumable checkpoints (state.pt).", minimum=1)
+    snapshot_every: int = setting(
+        0, "steps between weights-only snapshots (snapshots/step-NNNNNN.ckpt + .yaml, official layout) kept for a "
+        "quality-against-training-time curve; 0 keeps none.", minimum=0)
     log_every: int = setting(10, "steps between TensorBoard points.", minimum=1)
     valid_clips: int = setting(32, "held-out clips scored at the end (mel L1, codebook use).", minimum=0)
     seed: int = setting(0, "seeds weights, crops and codebook restarts.")

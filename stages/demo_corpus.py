@@ -1,12 +1,14 @@
 """Stage `demo_corpus`: speak the shipped public-domain text with offline voices, deterministically.
 
-    python -m stages.demo_corpus --english data/demo/proverbs_kjv.tsv --mandarin data/demo/tang_couplets.tsv \
+    python -m stages.demo_corpus --english data/demo/kjv_verses.tsv --mandarin data/demo/tang_couplets.tsv \
         --config-json '{"english_train_sentences": 20}' --out results/demo/demo_corpus
 
-English Proverbs (KJV) are read by flite's voices, which are built from real CMU ARCTIC speakers;
-Mandarin Tang-poem couplets by espeak-ng. The output folder holds `wavs/` and `transcripts.csv` in the
-generic table layout (`utt_id,path,text,speaker,language,split`) that `prepare` imports. The text
-files fix which sentences are held out for evaluation; every voice reads the same sentences.
+English KJV verses are read by flite's voices, which are built from real CMU ARCTIC speakers;
+Mandarin Tang-poem couplets by espeak-ng's pinyin voices. The output folder holds `wavs/` and
+`transcripts.csv` in the generic table layout (`utt_id,path,text,speaker,language,split`) that `prepare`
+imports. The text files fix which sentences are held out for evaluation. Every voice reads every held-out
+sentence; an English training sentence is read by `english_readers_per_sentence` voices in rotation, so
+the corpus holds many distinct sentences for the same hours of audio.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import csv
 import json
 import logging
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -55,17 +58,30 @@ def read_sentences(path: Path, train: int, held_out: int) -> list[tuple[int, str
     return chosen
 
 
+def mandarin_speaker(voice: str) -> str:
+    """Speaker id of an espeak-ng voice: `cmn-latn-pinyin+f3` -> `cmn_f3`."""
+    language, _, variant = voice.partition("+")
+    return f"{language.split('-')[0]}_{variant}" if variant else language.split("-")[0]
+
+
 def plan(english: Path, mandarin: Path, cfg: DemoCorpusConfig) -> list[Utterance]:
     utterances = []
-    for number, text, split in read_sentences(english, cfg.english_train_sentences, cfg.english_eval_sentences):
-        for voice in cfg.english_voices:
+    english_rows = read_sentences(english, cfg.english_train_sentences, cfg.english_eval_sentences)
+    train_index = 0
+    for number, text, split in english_rows:
+        voices = cfg.english_voices
+        if split == "train":
+            readers = min(cfg.english_readers_per_sentence, len(voices))
+            voices = tuple(voices[(train_index + k) % len(voices)] for k in range(readers))
+            train_index += 1
+        for voice in voices:
             utterances.append(Utterance(f"en_{voice}_{number:04d}", text, voice, "en", split,
                                         ("flite", "-voice", voice, "-t", text, "-o", "{out}")))
     if cfg.mandarin_voices:
         for number, text, split in read_sentences(mandarin, cfg.mandarin_train_sentences,
                                                   cfg.mandarin_eval_sentences):
             for voice in cfg.mandarin_voices:
-                speaker = voice.replace("+", "_")
+                speaker = mandarin_speaker(voice)
                 utterances.append(Utterance(f"zh_{speaker}_{number:04d}", text, speaker, "zh", split,
                                             ("espeak-ng", "-v", voice, "-w", "{out}", text)))
     return utterances
@@ -76,6 +92,40 @@ def _require_tools(utterances: list[Utterance]) -> None:
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed; run `make setup` (it installs flite and espeak-ng "
                                f"with apt-get), or `sudo apt-get install flite espeak-ng`")
+
+
+SWITCH = re.compile(r"\([a-z]{2,3}\)")  # espeak-ng's mark for a change of language, e.g. (en)
+
+
+def _phonemes(voice: str, text: str) -> str:
+    return subprocess.run(["espeak-ng", "-v", voice, "-x", "-q", "--stdin"], input=text, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def language_switches(voice: str, lines: list[str]) -> list[tuple[str, str]]:
+    """(line, phonemes) of the lines that espeak-ng `voice` reads partly in another language.
+
+    espeak-ng marks a switch as `(en)` in its phoneme output (`-x`); 1.51's plain `cmn` voice does it for
+    many characters and then says tone digits in English ("ni three hao three"). One process reads all
+    lines; only when it finds a switch are the lines read one by one to name them.
+    """
+    if not SWITCH.search(_phonemes(voice, "\n".join(lines) + "\n")):
+        return []
+    return [(line, ph) for line in lines if SWITCH.search(ph := " ".join(_phonemes(voice, line).split()))]
+
+
+def _require_native_pronunciation(utterances: list[Utterance]) -> None:
+    by_voice: dict[str, list[str]] = {}
+    for u in utterances:
+        if u.command[0] == "espeak-ng":
+            by_voice.setdefault(u.command[2], []).append(u.text)
+    for voice, lines in by_voice.items():
+        switched = language_switches(voice, lines)
+        if switched:
+            line, phonemes = switched[0]
+            raise ValueError(f"corpus.demo.mandarin_voices: espeak-ng voice {voice!r} reads {len(switched)} of "
+                             f"{len(lines)} sentences partly in another language (e.g. {line} -> {phonemes}); "
+                             "use a cmn-latn-pinyin voice")
 
 
 def _speak(utterance: Utterance, wav: Path) -> None:
@@ -89,6 +139,7 @@ def make_demo_corpus(english: Path, mandarin: Path, cfg: DemoCorpusConfig, out: 
     """Synthesise every planned utterance into `out`; returns the number of utterances."""
     utterances = plan(english, mandarin, cfg)
     _require_tools(utterances)
+    _require_native_pronunciation(utterances)
     with atomic_output(out) as tmp:
         (tmp / "wavs").mkdir(parents=True)
         with ThreadPoolExecutor(max(1, threads)) as pool:  # each call is a synthesiser process
@@ -106,7 +157,7 @@ def make_demo_corpus(english: Path, mandarin: Path, cfg: DemoCorpusConfig, out: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--english", type=Path, required=True, help="data/demo/proverbs_kjv.tsv")
+    parser.add_argument("--english", type=Path, required=True, help="data/demo/kjv_verses.tsv")
     parser.add_argument("--mandarin", type=Path, required=True, help="data/demo/tang_couplets.tsv")
     parser.add_argument("--config-json", required=True, help="the `corpus.demo` config section as JSON")
     parser.add_argument("--out", type=Path, required=True)

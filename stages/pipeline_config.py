@@ -31,13 +31,19 @@ class DemoCorpusConfig:
         ["awb", "rms", "slt", "kal16"],
         "flite voices for English; all four are built from real CMU ARCTIC speakers, so speaker similarity means something.")
     english_train_sentences: int = setting(
-        200, "Proverbs spoken by every English voice for training: 200 x 4 voices is about 60 min of audio.", minimum=1)
+        2000, "distinct KJV verses (6-13 words, from every book but the reserved Psalms, Ecclesiastes and James) "
+        "for training; 2,000 read once each is about 2 h of audio.", minimum=1)
+    english_readers_per_sentence: int = setting(
+        1, "English voices that read each training verse, in rotation over `english_voices`; held-out verses "
+        "are read by every voice.", minimum=1)
     english_eval_sentences: int = setting(
         40, "held-out Proverbs (all words in the ASR dictionary) spoken by every English voice.", minimum=0, maximum=40)
     mandarin_voices: tuple[str, ...] = setting(
-        ["cmn+m3", "cmn+f3"], "espeak-ng Mandarin voice variants (voice+variant); two give a male and a female voice.")
+        ["cmn-latn-pinyin+m3", "cmn-latn-pinyin+f3"],
+        "espeak-ng Mandarin voice variants (voice+variant), a male and a female voice. Use the cmn-latn-pinyin "
+        "voices: espeak-ng 1.51's plain `cmn` reads many characters as pinyin and says the tone digits in English.")
     mandarin_train_sentences: int = setting(
-        100, "Tang-poem couplets spoken by every Mandarin voice for training.", minimum=0)
+        200, "Tang-poem couplets spoken by every Mandarin voice for training.", minimum=0)
     mandarin_eval_sentences: int = setting(
         20, "held-out couplets spoken by every Mandarin voice.", minimum=0, maximum=20)
 

@@ -3,16 +3,21 @@
     apt-get install bible-kjv fortunes-zh && pip install pocketsphinx
     python data/demo/extract_demo_text.py data/demo
 
-English: the Book of Proverbs (King James Version, public domain) from Debian's `bible-kjv` package, verses
-of 6-16 words. Mandarin: couplets of the Tang poems in Debian's `fortunes-zh` package (`tang300`).
-The evaluation split is fixed here, once, so it never changes between runs: 40 Proverbs whose every word is
-in the pocketsphinx US-English dictionary (so ASR scoring measures the model, not out-of-vocabulary words)
-and the 20 couplets whose characters the demo's 100 training couplets cover best. Everything else is `train`.
+English: verses of 6-13 words from the whole King James Version (public domain), from Debian's `bible-kjv`
+package. The LM learns how spelling sounds only from many distinct sentences, so the training rows come
+from every book, in a fixed pseudo-random order: the first N rows are a spread over the Bible, whatever N a
+config asks for. The books of Psalms, Ecclesiastes and James are reserved for evaluation and never appear.
+The 40 evaluation verses are Proverbs whose every word is in the pocketsphinx US-English dictionary (so
+ASR scoring measures the model, not out-of-vocabulary words); a training verse never repeats their text.
+
+Mandarin: couplets of the Tang poems in Debian's `fortunes-zh` package (`tang300`); the 20 held-out
+couplets are those whose characters the first 100 training couplets cover best. Everything else is `train`.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 import subprocess
 import sys
@@ -21,21 +26,54 @@ from pathlib import Path
 import pocketsphinx
 
 EN_EVAL, ZH_EVAL = 40, 20
-ZH_KEEP = 400  # the demo needs at most ~120 couplets; 400 leaves room for a larger quality corpus
-ZH_DEMO_TRAIN = 100  # couplets the default demo trains on: held-out couplets should use their characters
+EN_WORDS = (6, 13)  # short verses: ~3.7 s each in flite, so 2,000 of them stay near 2 h of audio
+RESERVED_BOOKS = {"Psa": "Psalms", "Eccl": "Ecclesiastes", "Jas": "James"}
+ZH_KEEP = 400  # the demo trains on 200 couplets; 400 leaves room for a larger corpus
+ZH_COVERAGE_TRAIN = 100  # held-out couplets are chosen to use the characters of the first 100
 
 
-def proverbs() -> list[tuple[str, str]]:
-    out = subprocess.run(["bible", "-f", "Proverbs 1:1-31:31"], check=True, capture_output=True, text=True).stdout
-    verses, seen = [], set()
+def kjv_verses() -> list[tuple[str, str, str]]:
+    """(book abbreviation, reference, text) of every verse, in canonical order."""
+    out = subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], check=True, capture_output=True, text=True).stdout
+    verses = []
     for line in out.splitlines():
         ref, _, text = line.partition(" ")
-        text = text.strip()
-        # Some verses repeat word for word (6:10 = 24:33); a repeat could put one sentence in both splits.
-        if 6 <= len(text.split()) <= 16 and text not in seen:
-            seen.add(text)
-            verses.append((ref.replace("Prv", "Proverbs "), text))
+        book = re.match(r"\d?[A-Za-z]+", ref).group()
+        verses.append((book, ref, text.strip()))
     return verses
+
+
+def in_dictionary_words() -> set[str]:
+    path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
+    return {line.split()[0].split("(")[0] for line in path.read_text().splitlines() if line.strip()}
+
+
+def spread(candidates: list[int], count: int) -> set[int]:
+    step = len(candidates) / count
+    return {candidates[int(i * step)] for i in range(count)}
+
+
+def english_rows() -> list[tuple[str, str, str]]:
+    verses = kjv_verses()
+    words = in_dictionary_words()
+    lo, hi = EN_WORDS
+    # The evaluation verses: Proverbs of 6-16 words, fully in the ASR dictionary, spread over the book.
+    proverbs, seen = [], set()
+    for book, ref, text in verses:
+        if book == "Prv" and 6 <= len(text.split()) <= 16 and text not in seen:
+            seen.add(text)
+            proverbs.append((ref, text))
+    clean = [i for i, (_, t) in enumerate(proverbs)
+             if all(w in words for w in re.findall(r"[a-z']+", t.lower().replace("'s", "")))]
+    held_out = [proverbs[i] for i in sorted(spread(clean, EN_EVAL))]
+    # Training verses: distinct texts (some verses repeat word for word across books), never an eval text.
+    taken, train = {t for _, t in held_out}, []
+    for book, ref, text in verses:
+        if book not in RESERVED_BOOKS and lo <= len(text.split()) <= hi and text not in taken:
+            taken.add(text)
+            train.append((ref, text))
+    train.sort(key=lambda row: hashlib.sha256(row[0].encode()).hexdigest())
+    return [(ref, text, "eval") for ref, text in held_out] + [(ref, text, "train") for ref, text in train]
 
 
 def tang_couplets() -> list[tuple[str, str]]:
@@ -54,16 +92,6 @@ def tang_couplets() -> list[tuple[str, str]]:
     return couplets
 
 
-def in_dictionary_words() -> set[str]:
-    path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
-    return {line.split()[0].split("(")[0] for line in path.read_text().splitlines() if line.strip()}
-
-
-def spread(candidates: list[int], count: int) -> set[int]:
-    step = len(candidates) / count
-    return {candidates[int(i * step)] for i in range(count)}
-
-
 def best_covered(couplets: list[tuple[str, str]], train: int, count: int) -> set[int]:
     """Held-out couplets whose characters the first `train` couplets cover best.
 
@@ -79,23 +107,21 @@ def best_covered(couplets: list[tuple[str, str]], train: int, count: int) -> set
     return set(sorted(range(train, len(couplets)), key=lambda i: (-coverage(i), i))[:count])
 
 
-def write(path: Path, rows: list[tuple[str, str]], eval_rows: set[int]) -> None:
+def write(path: Path, rows: list[tuple[str, str, str]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(["source", "text", "split"])
-        for i, (source, text) in enumerate(rows):
-            writer.writerow([source, text, "eval" if i in eval_rows else "train"])
+        writer.writerows(rows)
 
 
 def main(out_dir: Path) -> None:
-    words = in_dictionary_words()
-    verses = proverbs()
-    clean = [i for i, (_, t) in enumerate(verses)
-             if all(w in words for w in re.findall(r"[a-z']+", t.lower().replace("'s", "")))]
-    write(out_dir / "proverbs_kjv.tsv", verses, spread(clean, EN_EVAL))
+    english = english_rows()
+    write(out_dir / "kjv_verses.tsv", english)
     couplets = tang_couplets()[:ZH_KEEP]
-    write(out_dir / "tang_couplets.tsv", couplets, best_covered(couplets, ZH_DEMO_TRAIN, ZH_EVAL))
-    print(f"{len(verses)} verses ({len(clean)} fully in the ASR dictionary), {len(couplets)} couplets")
+    held_out = best_covered(couplets, ZH_COVERAGE_TRAIN, ZH_EVAL)
+    write(out_dir / "tang_couplets.tsv",
+          [(src, text, "eval" if i in held_out else "train") for i, (src, text) in enumerate(couplets)])
+    print(f"{sum(r[2] == 'train' for r in english)} training verses, {EN_EVAL} eval Proverbs, {len(couplets)} couplets")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,15 @@ class CodecTrainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         self.step = state["step"]
 
+    def export(self, prefix: Path) -> None:
+        """`prefix`.ckpt + `prefix`.yaml in the official layout; the critics only once they have trained."""
+        c = self.config
+        critics = self.critics.state_dict() if self.step > c.gan_start_step else None
+        save_codec(self.model, prefix.with_suffix(".ckpt"), prefix.with_suffix(".yaml"), extra_state=critics,
+                   global_step=self.step, training={"initial_learning_rate": c.learning_rate,
+                                                    "mel_loss_coeff": c.mel_loss_coeff,
+                                                    "mrd_loss_coeff": c.mrd_loss_coeff})
+
     @property
     def frames_per_step(self) -> int:
         return self.config.batch_size * self.segment_frames
@@ -239,6 +248,8 @@ def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndar
         if trainer.step % config.log_every == 0:
             for key, value in logs.items():
                 writer.add_scalar(key, value, trainer.step)
+        if config.snapshot_every and trainer.step % config.snapshot_every == 0:
+            trainer.export(out_dir / "snapshots" / f"step-{trainer.step:06d}")
         if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
             trainer.save(state_path)
     bar.close()
@@ -248,10 +259,7 @@ def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndar
     for key in ("valid/mel_l1", "valid/codes_used"):
         writer.add_scalar(key, metrics[key], trainer.step)
     writer.close()
-    save_codec(trainer.model, out_dir / "codec.ckpt", out_dir / "codec.yaml", extra_state=trainer.critics.state_dict(),
-               global_step=trainer.step, training={"initial_learning_rate": config.learning_rate,
-                                                   "mel_loss_coeff": config.mel_loss_coeff,
-                                                   "mrd_loss_coeff": config.mrd_loss_coeff})
+    trainer.export(out_dir / "codec")
     with atomic_output(out_dir / "codec.metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -3,7 +3,7 @@
 
 rule demo_corpus:
     input:
-        english=repo_path("data/demo/proverbs_kjv.tsv"),
+        english=repo_path("data/demo/kjv_verses.tsv"),
         mandarin=repo_path("data/demo/tang_couplets.tsv"),
         code=stage_sources("demo_corpus"),
     output:
