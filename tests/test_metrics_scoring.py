@@ -34,7 +34,9 @@ def test_every_builtin_metric_runs_and_fills_the_declared_columns(perfect_resynt
     row = perfect_resynthesis_row
     assert list(row) == columns()
     assert [c for c in row if c.endswith("_note") and row[c]] == []
-    assert row["transcript"] == "and you always want to see it in the superlative degree"
+    assert row["transcript"] == "and you always want to see it in the superlative degree."  # Whisper tiny.en
+    assert row["ps_transcript"] == "and you always want to see it in the superlative degree"  # pocketsphinx
+    assert (row["ps_wer"], row["ps_words"], row["ps_word_errors"]) == (0.0, 11, 0)
     assert (row["wer"], row["words"], row["word_errors"]) == (0.0, 11, 0)
     assert row["stoi"] > 0.999 and row["pesq"] > 4.5 and row["speaker_sim"] > 0.99
     assert row["mel_l1"] < 0.05 and row["dtw_mcd"] < 1.0  # a different sentence scores ~5 dB
@@ -45,7 +47,7 @@ def test_every_builtin_metric_runs_and_fills_the_declared_columns(perfect_resynt
 def test_mandarin_has_no_recogniser_but_gets_dtw_and_durations(speech):
     row = score(Sample.make(speech, 16000, "你好", "zh", reference=speech), ["asr", "dtw", "duration"])
     assert math.isnan(row["wer"]) and row["transcript"] == ""
-    assert "no speech recogniser for 'zh'" in row["asr_note"]
+    assert "no whisper recogniser for 'zh'" in row["asr_note"]
     assert row["dtw_log_mel"] == 0.0 and row["speech_duration_ratio"] == 1.0
 
 
@@ -91,8 +93,8 @@ def test_summary_weights_wer_by_reference_length():
 def test_cli_prints_every_requested_metric_for_one_pair(capsys):
     main([str(ARCTIC / "arctic_a0007.wav"), str(ARCTIC / "arctic_a0009.wav"), TEXT, "--metrics", "asr,dtw,stoi"])
     out = capsys.readouterr().out
-    assert "'and you always want to see it in the superlative degree'  (WER 0.000" in out  # the reference's own
-    assert "'he turned sharply and faced gregson across the table'" in out
+    assert "'and you always want to see it in the superlative degree.'  (WER 0.000" in out  # the reference's own
+    assert "'He turned sharply and faced Gregson across the table.'" in out
     assert "dtw_mcd" in out and "not time-aligned" in out
 
 

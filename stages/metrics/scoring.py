@@ -60,17 +60,28 @@ class Scorer:
 
 # ---------------------------------------------------------------- the built-in scorers
 
-def transcript_scores(text: str, transcript: str, language: str) -> dict[str, Value]:
-    """The ASR columns for one recognised transcript; any recogniser's scorer can reuse this."""
+ASR_COLUMNS = ("wer", "cer", "words", "word_errors", "chars", "char_errors")
+RATE_COUNTS = {"wer": ("word_errors", "words"), "cer": ("char_errors", "chars")}  # rate -> (errors, length)
+
+
+def transcript_scores(text: str, transcript: str, language: str, prefix: str = "") -> dict[str, Value]:
+    """The ASR columns (named `prefix` + column) for one recognised transcript; any recogniser can reuse this."""
     words, chars = word_errors(text, transcript, language), char_errors(text, transcript, language)
-    return {"transcript": transcript, "wer": words.rate, "cer": chars.rate, "words": words.reference_length,
-            "word_errors": words.errors, "chars": chars.reference_length, "char_errors": chars.errors}
+    values = {"transcript": transcript, "wer": words.rate, "cer": chars.rate, "words": words.reference_length,
+              "word_errors": words.errors, "chars": chars.reference_length, "char_errors": chars.errors}
+    return {prefix + k: v for k, v in values.items()}
 
 
-def _asr(sample: Sample) -> dict[str, Value]:
-    if sample.language not in asr.RECOGNIZERS:
-        raise Unmeasurable(f"no speech recogniser for {sample.language!r} here")
-    return transcript_scores(sample.text, asr.recognizer(sample.language)(sample.audio), sample.language)
+def asr_scorer(engine: str, prefix: str = "") -> Scorer:
+    """WER and CER of what `engine` (a key of `asr.RECOGNIZERS`) hears, in columns `prefix` + wer, ..."""
+
+    def measure(sample: Sample) -> dict[str, Value]:
+        if sample.language not in asr.languages(engine):
+            raise Unmeasurable(f"no {engine} recogniser for {sample.language!r} here")
+        return transcript_scores(sample.text, asr.recognizer(sample.language, engine)(sample.audio),
+                                 sample.language, prefix)
+
+    return Scorer(tuple(prefix + c for c in ASR_COLUMNS), measure, (prefix + "transcript",))
 
 
 def speaker_scorer(embedder_factory: Callable[[], speaker.Embedder] = speaker.default_embedder,
@@ -117,7 +128,8 @@ def _durations(s: Sample) -> dict[str, Value]:
 
 
 SCORERS: dict[str, Scorer] = {
-    "asr": Scorer(("wer", "cer", "words", "word_errors", "chars", "char_errors"), _asr, ("transcript",)),
+    "asr": asr_scorer("whisper"),  # the default recogniser; `asr.use_whisper_model` swaps in a bigger Whisper
+    "asr_pocketsphinx": asr_scorer("pocketsphinx", prefix="ps_"),
     "stoi": Scorer(("stoi",), lambda s: {"stoi": _stoi(s)}),
     "pesq": Scorer(("pesq",), lambda s: {"pesq": _pesq(s)}),
     "mel_l1": Scorer(("mel_l1",), lambda s: {"mel_l1": _mel_l1(s)}),
@@ -168,7 +180,18 @@ def score(sample: Sample, metrics: Iterable[str] | None = None) -> dict[str, Val
     return row
 
 
-_COUNT_COLUMNS = ("words", "word_errors", "chars", "char_errors")
+def _rate_parts(column: str, names: Sequence[str]) -> tuple[str, str] | None:
+    """(errors, length) columns behind a WER/CER column such as `wer` or `ps_cer`, if the rows have them."""
+    for rate, (errors, length) in RATE_COUNTS.items():
+        if column.endswith(rate):
+            prefix = column[: -len(rate)]
+            if prefix + errors in names and prefix + length in names:
+                return prefix + errors, prefix + length
+    return None
+
+
+def _is_count(column: str) -> bool:
+    return any(column.endswith(c) for c in ("words", "word_errors", "chars", "char_errors"))
 
 
 def summarize(rows: Sequence[dict[str, Value]]) -> dict[str, float | int]:
@@ -184,13 +207,14 @@ def summarize(rows: Sequence[dict[str, Value]]) -> dict[str, float | int]:
     for column in numeric:
         measured = [r for r in rows if column in r and math.isfinite(r[column])]
         summary[f"{column}_n"] = len(measured)
-        if column in ("wer", "cer"):
-            errors, length = ("word_errors", "words") if column == "wer" else ("char_errors", "chars")
+        parts = _rate_parts(column, names)
+        if parts:
+            errors, length = parts
             total = sum(r[length] for r in measured)
             summary[column] = sum(r[errors] for r in measured) / total if total else math.nan
             summary[f"{column}_mean_of_utterances"] = (sum(r[column] for r in measured) / len(measured)
                                                        if measured else math.nan)
-        elif column in _COUNT_COLUMNS:
+        elif _is_count(column):
             summary[column] = sum(r[column] for r in measured)
         else:
             summary[column] = sum(r[column] for r in measured) / len(measured) if measured else math.nan
