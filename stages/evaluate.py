@@ -8,8 +8,9 @@
 Rows ("systems") per held-out utterance: `ground_truth` (the corpus audio), `codec` (its codes decoded:
 the ceiling any LM on these codes can reach), one per model and mode (`sft`, `sft_zero_shot`, ...),
 and two sanity rows that must score WER 100%: `silence` and `noise`. English intelligibility is
-pocketsphinx WER/CER on the voices it can recognise (`asr_voices`); Mandarin, with no offline
-recogniser, is DTW-aligned log-mel distance and duration ratio. Speaker similarity compares each clip
+WER/CER by Whisper tiny.en (and pocketsphinx beside it, `ps_*` columns) on `asr_voices`; Mandarin, with
+no offline recogniser unless `asr_model` is a multilingual Whisper, is DTW-aligned mel distance and
+duration ratio. Speaker similarity compares each clip
 with its own voice's training clips and with every other voice's, so "sounds like the right speaker"
 is measured against "sounds like a speaker". These are offline proxies, not the paper metrics
 (Whisper-large-v3 WER, WavLM similarity, UTMOS): see `stages.metrics` to plug those in.
@@ -40,23 +41,26 @@ from stages.audio import decode_flac
 from stages.codec import load_codec
 from stages.config import from_dict, to_dict
 from stages.metrics import SCORING_RATE, Sample, Unmeasurable, score, summarize, to_scoring_rate
+from stages.metrics import asr
 from stages.metrics import speaker as speaker_metric
 from stages.eval_config import EvalConfig
 from stages.synthesize import SAMPLES_FILE
 from stages.tables import AUDIO_SHARD, CODES, read_table
 
 log = logging.getLogger("evaluate")
-PROXY_NOTE = ("Offline proxies, not the paper metrics: WER by pocketsphinx (not Whisper-large-v3), speaker "
-              "similarity by resemblyzer (not WavLM), MOS by DNSMOS (not UTMOS). Compare a model's row with the "
-              "ground-truth and codec rows of the same voices, never with published numbers.")
+PROXY_NOTE = ("Offline proxies, not the paper metrics: WER/CER by Whisper tiny.en (not large-v3; its language model "
+              "can restore a famous verse from poor audio, so read CER beside WER) and by pocketsphinx (ps_*), "
+              "speaker similarity by resemblyzer (not WavLM), MOS by DNSMOS (not UTMOS). Compare a model's row with "
+              "the ground-truth and codec rows of the same voices, never with published numbers.")
 
 # Which scorers each system gets; aligned metrics (STOI, PESQ, mel L1) need sample-aligned clips.
 METRICS = {
-    "ground_truth": ("asr", "dnsmos"),
-    "codec": ("asr", "stoi", "pesq", "mel_l1", "dtw", "dnsmos"),
-    "model": ("asr", "dtw", "duration", "dnsmos"),
-    "sanity": ("asr",),
+    "ground_truth": ("asr", "asr_pocketsphinx", "dnsmos"),
+    "codec": ("asr", "asr_pocketsphinx", "stoi", "pesq", "mel_l1", "dtw", "dnsmos"),
+    "model": ("asr", "asr_pocketsphinx", "dtw", "duration", "dnsmos"),
+    "sanity": ("asr", "asr_pocketsphinx"),
 }
+ASR_ENGINES = {"asr": "whisper", "asr_pocketsphinx": "pocketsphinx"}
 
 
 def _read_clips(audio_shards: list[Path], reference_clips: int
@@ -86,8 +90,13 @@ def _selected(rows: dict[str, dict], cfg: EvalConfig) -> list[str]:
 
 def _metrics_for(system_kind: str, row: dict, cfg: EvalConfig) -> list[str]:
     chosen = list(METRICS[system_kind])
-    if row["language"] != "en" or (cfg.asr_voices and row["speaker"] not in cfg.asr_voices):
-        chosen = [m for m in chosen if m != "asr"]
+    if not cfg.pocketsphinx:
+        chosen.remove("asr_pocketsphinx")
+    for metric, engine in ASR_ENGINES.items():
+        recognised = row["language"] in asr.languages(engine)
+        if metric in chosen and (not recognised or (row["language"] == "en" and cfg.asr_voices
+                                                    and row["speaker"] not in cfg.asr_voices)):
+            chosen.remove(metric)
     if not cfg.dnsmos:
         chosen = [m for m in chosen if m != "dnsmos"]
     return chosen
@@ -168,6 +177,9 @@ def _reuse_baseline(baseline: Path, tmp: Path, selected: set[str]) -> list[dict]
 
 def evaluate(audio_shards: list[Path], codes_shards: list[Path], codec_config: Path, codec_checkpoint: Path,
              samples: dict[str, Path], out: Path, cfg: EvalConfig, baseline: Path | None = None) -> dict:
+    if cfg.asr_model:
+        log.info("scoring with the Whisper model in %s (languages %s)", cfg.asr_model,
+                 asr.use_whisper_model(cfg.asr_model, cfg.asr_device, cfg.asr_compute_type, torch.get_num_threads()))
     rows, references, rate = _read_clips(audio_shards, cfg.voice_reference_clips)
     selected = _selected(rows, cfg)
     if not selected:
@@ -237,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
                        {k: Path(v) for k, v in samples.items()}, args.out, cfg, args.baseline)
     for system, languages in summary["systems"].items():
         for language, stats in languages.items():
-            shown = {k: round(v, 3) for k, v in stats.items() if k in ("wer", "cer", "stoi", "pesq", "speaker_sim",
+            shown = {k: round(v, 3) for k, v in stats.items() if k in ("wer", "cer", "ps_wer", "ps_cer", "stoi", "pesq",
+                                                                     "speaker_sim",
                                                                      "speaker_sim_other", "dtw_log_mel", "rtf")}
             log.info("%-18s %s %s", system, language, shown)
 

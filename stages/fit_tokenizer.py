@@ -3,9 +3,11 @@
     python -m stages.fit_tokenizer --manifest results/demo/manifest.parquet --out-dir results/demo/tokenizer \
         --config-json '{"vocab_size": 1000, "model_type": "unigram"}'
 
-Only rows with split == "train" are fitted on, so no evaluation sentence shapes the vocabulary. Writes
-`spm.model`, `spm.vocab`, `normalizer.json` (settings + versions of the libraries the normaliser relies
-on) and `tokenizer.json` (config, vocabulary size, row counts, text length in tokens per language, and
+Only rows with split == "train" are fitted on, so no evaluation sentence shapes the vocabulary. With
+`input: phonemes` every normalised text is first converted by espeak-ng (stages.text.phonemes) and the
+pieces are fitted on the phoneme strings. Writes `spm.model`, `spm.vocab`, `normalizer.json` (settings,
+input kind, versions of the libraries the normaliser relies on), `phonemes.json` (phonemes only: the
+lexicon of every manifest text) and `tokenizer.json` (config, vocabulary size, row counts, text length in tokens per language, and
 the <unk> rate on held-out text) into a temporary folder that is renamed into place when complete.
 The same manifest and config give byte-identical files: sorted unique texts, one thread, fixed seed.
 """
@@ -26,6 +28,7 @@ from stages.atomic import atomic_output
 from stages.config import from_dict, to_dict
 from stages.tables import MANIFEST, SPLITS, read_table
 from stages.text.normalize import LANGUAGES, library_versions, normalize
+from stages.text.phonemes import LEXICON_FILE, Phonemizer, espeak_version
 from stages.text.tokenizer import (MODEL_FILE, NORMALIZER_FILE, SUMMARY_FILE, UNK_ID, VOCAB_FILE, TextTokenizer,
                                    TokenizerConfig)
 
@@ -122,6 +125,12 @@ def fit_tokenizer(manifest: Path, out_dir: Path, cfg: TokenizerConfig) -> None:
     manifest, out_dir = Path(manifest), Path(out_dir)
     rows = read_transcripts(manifest)
     spoken = {key: normalize(key[0], key[1], cfg.normalizer) for key in {(r["text"], r["language"]) for r in rows}}
+    phonemizer = Phonemizer() if cfg.input == "phonemes" else None
+    if phonemizer:
+        for language in sorted({lang for _, lang in spoken}):
+            keys = sorted(k for k in spoken if k[1] == language and spoken[k])
+            for key, phonemes in zip(keys, phonemizer([spoken[k] for k in keys], language)):
+                spoken[key] = phonemes
     # Sorted unique texts: neither duplicates (one sentence read by four voices) nor row order change the model.
     train_texts = sorted({spoken[(r["text"], r["language"])] for r in rows if r["split"] == "train"} - {""})
     if not train_texts:
@@ -129,13 +138,17 @@ def fit_tokenizer(manifest: Path, out_dir: Path, cfg: TokenizerConfig) -> None:
         raise ValueError(f"{manifest}: no training text to fit the tokenizer on (rows per split: {splits}); "
                          "the tokenizer is fitted on split == 'train' only")
     model_bytes = train_sentencepiece(train_texts, cfg)
-    tokenizer = TextTokenizer(spm.SentencePieceProcessor(model_proto=model_bytes), cfg.normalizer)
+    tokenizer = TextTokenizer(spm.SentencePieceProcessor(model_proto=model_bytes), cfg.normalizer, phonemizer)
 
     with atomic_output(out_dir) as tmp:
         tmp.mkdir()
         (tmp / MODEL_FILE).write_bytes(model_bytes)
         (tmp / VOCAB_FILE).write_text(_vocab_lines(tokenizer.processor), encoding="utf-8")
-        _write_json(tmp / NORMALIZER_FILE, {"settings": to_dict(cfg.normalizer), "libraries": library_versions()})
+        saved = {"settings": to_dict(cfg.normalizer), "libraries": library_versions(), "input": cfg.input}
+        if phonemizer:
+            saved["espeak_ng"] = espeak_version()
+            phonemizer.save(tmp / LEXICON_FILE)
+        _write_json(tmp / NORMALIZER_FILE, saved)
         _write_json(tmp / SUMMARY_FILE, summarize(rows, spoken, tokenizer, cfg, model_bytes))
 
 

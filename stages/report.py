@@ -30,7 +30,7 @@ from stages.synthesize import SAMPLES_FILE
 STYLE = """<style>body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}th{background:#f4f4f4}
 td.text{text-align:left;min-width:14em;max-width:28em}audio{width:210px;height:32px}.note{color:#555;max-width:60em}</style>"""
-SUMMARY_COLUMNS = ("clips", "wer", "cer", "stoi", "pesq", "mel_l1", "dtw_log_mel", "duration_ratio", "speaker_sim",
+SUMMARY_COLUMNS = ("clips", "wer", "cer", "ps_wer", "ps_cer", "stoi", "pesq", "mel_l1", "dtw_log_mel", "duration_ratio", "speaker_sim",
                    "speaker_sim_other", "dnsmos_ovrl", "rtf", "stopped_by_eos")
 
 
@@ -89,10 +89,34 @@ def metrics_page(eval_dir: Path) -> str:
                        "".join(f"<td>{_fmt(stats.get(c, float('nan')))}</td>" for c in shown) + "</tr>"
                        for system, stats in rows)
         parts.append(f"<h3>{language}</h3><table><tr>{head}</tr>{body}</table>")
-    parts.append("<p class='note'>wer/cer: corpus rates (all errors / all reference words) by pocketsphinx on the "
-                 "voices it recognises; speaker_sim: cosine to the same voice's training clips, speaker_sim_other: to "
+    parts.append("<p class='note'>wer/cer: corpus rates (all errors / all reference words or characters) by "
+                 "Whisper tiny.en; ps_wer/ps_cer: the same by pocketsphinx; speaker_sim: cosine to the same voice's training clips, speaker_sim_other: to "
                  "the other voices; rtf: generation seconds per second of audio.</p></body></html>")
     return "".join(parts)
+
+
+TRANSCRIPT_COLUMNS = ("transcript", "wer", "cer", "ps_transcript", "ps_wer", "ps_cer")
+
+
+def transcripts_page(eval_dir: Path) -> str:
+    """Every scored clip's transcripts beside its text, grouped by voice and sentence, so a WER can be read."""
+    table = pq.read_table(eval_dir / "utterances.parquet")
+    present = [c for c in TRANSCRIPT_COLUMNS if c in table.column_names]
+    rows = [r for r in table.select(["system", "utt_id", "voice", "text", *present]).to_pylist()
+            if r.get("transcript") or r.get("ps_transcript")]
+    rows.sort(key=lambda r: (r["voice"], r["utt_id"], r["system"]))
+    head = "".join(f"<th>{c}</th>" for c in ["voice", "utt_id", "system", "text", *present])
+    body = []
+    for r in rows:
+        cells = [_fmt(r["voice"]), _fmt(r["utt_id"]), _fmt(r["system"]), f"<td class='text'>{_fmt(r['text'])}</td>"]
+        cells = [f"<td>{c}</td>" for c in cells[:3]] + [cells[3]]
+        cells += [f"<td class='text'>{_fmt(r[c] or '')}</td>" if c.endswith("transcript") else f"<td>{_fmt(r[c])}</td>"
+                  for c in present]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<html><head><meta charset='utf-8'>{STYLE}</head><body><h2>Transcripts</h2>"
+            "<p class='note'>What each recogniser heard in every scored clip (transcript: Whisper tiny.en; "
+            "ps_transcript: pocketsphinx), with the clip's WER and CER. An empty transcript is an empty cell.</p>"
+            f"<table><tr>{head}</tr>{''.join(body)}</table></body></html>")
 
 
 def read_scalars(tensorboard_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
@@ -156,6 +180,7 @@ def build_report(eval_dir: Path, samples: dict[str, Path], curves: dict[str, Pat
         tmp.mkdir(parents=True)
         (tmp / "samples.html").write_text(samples_page(eval_dir, samples, per_voice), encoding="utf-8")
         (tmp / "metrics.html").write_text(metrics_page(eval_dir), encoding="utf-8")
+        (tmp / "transcripts.html").write_text(transcripts_page(eval_dir), encoding="utf-8")
         (tmp / "curves.html").write_text(curves_page(curves), encoding="utf-8")
         (tmp / "config.html").write_text(config_page(config), encoding="utf-8")
 

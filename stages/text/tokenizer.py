@@ -3,8 +3,9 @@
     python -m stages.text.tokenizer results/demo/tokenizer en "Dr. Smith paid $5."   # print the pieces and ids
 
 A tokenizer directory (written by `python -m stages.fit_tokenizer`) holds `spm.model`, `spm.vocab`,
-`normalizer.json` and `tokenizer.json`. Loading it restores the normaliser exactly as it was when the
-model was fitted, so a sentence is normalised the same way in training, evaluation and synthesis.
+`normalizer.json` and `tokenizer.json`, and with `input: phonemes` also `phonemes.json` (the G2P lexicon of
+every corpus sentence). Loading it restores the normaliser (and the input kind) exactly as it was when the
+model was fitted, so a sentence becomes the same pieces in training, evaluation and synthesis.
 
 Ids: sentencepiece id 0 is `<unk>`, and that is the only special piece. bos, eos and pad are switched off
 because the LM wraps text in its own [SOS] ... [TASK] tokens and places these ids after its specials.
@@ -23,6 +24,7 @@ import sentencepiece as spm
 
 from stages.config import from_dict, setting
 from stages.text.normalize import NormalizerConfig, library_versions, normalize
+from stages.text.phonemes import LEXICON_FILE, Phonemizer, espeak_version
 
 MODEL_FILE = "spm.model"
 VOCAB_FILE = "spm.vocab"
@@ -33,8 +35,12 @@ UNK_ID = 0
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """Sentencepiece model fitted on the normalised training transcripts."""
+    """Sentencepiece model fitted on the normalised training transcripts (or on their phonemes)."""
 
+    input: Literal["text", "phonemes"] = setting(
+        "text", "what sentencepiece is fitted on and the LM reads: the normalised text, or its phonemes from "
+        "espeak-ng (English IPA with stress, Mandarin with tones; stages.text.phonemes). Phonemes spare a small "
+        "corpus from learning English spelling.")
     vocab_size: int = setting(1000, "an upper bound (a small corpus may support fewer pieces; tokenizer.json has "
                                     "the real size) that must cover every character kept: 200 Proverbs + 100 "
                                     "Tang couplets (~270 distinct training texts) need 586 for single "
@@ -52,9 +58,11 @@ class TokenizerConfig:
 class TextTokenizer:
     """Normalise, then split into sentencepiece ids: `encode(text, language) -> list[int]`."""
 
-    def __init__(self, processor: spm.SentencePieceProcessor, normalizer: NormalizerConfig):
+    def __init__(self, processor: spm.SentencePieceProcessor, normalizer: NormalizerConfig,
+                 phonemizer: Phonemizer | None = None):
         self.processor = processor
         self.normalizer = normalizer
+        self.phonemizer = phonemizer  # None: sentencepiece reads the normalised text
 
     @classmethod
     def load(cls, directory: Path | str) -> TextTokenizer:
@@ -68,7 +76,14 @@ class TextTokenizer:
                           f"({', '.join(f'{k} {a} -> {b}' for k, (a, b) in changed.items())}); "
                           "some texts may normalise differently than in training", stacklevel=2)
         processor = spm.SentencePieceProcessor(model_file=str(directory / MODEL_FILE))
-        return cls(processor, normalizer)
+        phonemizer = None
+        if saved.get("input", "text") == "phonemes":
+            phonemizer = Phonemizer.load(directory / LEXICON_FILE)
+            if saved.get("espeak_ng") != (now := espeak_version()):
+                warnings.warn(f"{directory}: fitted on phonemes of espeak-ng {saved.get('espeak_ng')}, this machine "
+                              f"has {now}; sentences outside the saved lexicon may be phonemised differently",
+                              stacklevel=2)
+        return cls(processor, normalizer, phonemizer)
 
     @property
     def vocab_size(self) -> int:
@@ -77,14 +92,19 @@ class TextTokenizer:
     def normalize(self, text: str, language: str) -> str:
         return normalize(text, language, self.normalizer)
 
+    def spoken(self, text: str, language: str) -> str:
+        """What sentencepiece reads: the normalised text, or its phonemes."""
+        normalised = self.normalize(text, language)
+        return self.phonemizer.one(normalised, language) if self.phonemizer and normalised else normalised
+
     def encode(self, text: str, language: str) -> list[int]:
-        return self.processor.encode(self.normalize(text, language), out_type=int)
+        return self.processor.encode(self.spoken(text, language), out_type=int)
 
     def pieces(self, text: str, language: str) -> list[str]:
-        return self.processor.encode(self.normalize(text, language), out_type=str)
+        return self.processor.encode(self.spoken(text, language), out_type=str)
 
     def decode(self, ids: list[int]) -> str:
-        """The normalised text back (unknown pieces show as ' ⁇ ')."""
+        """The normalised text (or phonemes) back (unknown pieces show as ' ⁇ ')."""
         return self.processor.decode(list(ids))
 
 

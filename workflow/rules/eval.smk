@@ -86,6 +86,8 @@ rule report_pages:
     output:
         samples=report(f"{RESULTS}/report/samples.html", caption="../report/samples.rst", category="Samples"),
         metrics=report(f"{RESULTS}/report/metrics.html", caption="../report/metrics.rst", category="Metrics"),
+        transcripts=report(f"{RESULTS}/report/transcripts.html", caption="../report/transcripts.rst",
+                           category="Metrics"),
         curves=report(f"{RESULTS}/report/curves.html", caption="../report/curves.rst", category="Training"),
         config=report(f"{RESULTS}/report/config.html", caption="../report/config.rst", category="Configuration"),
     params:
