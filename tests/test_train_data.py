@@ -13,8 +13,9 @@ import torch
 
 from stages.lm.vocab import IGNORE_INDEX, Vocab
 from stages.tables import TableError
-from stages.train.data import (Position, Subset, TrainBatches, balance, codec_metadata, dynamic_batches,
-                               index_corpus, nonpad_share, overhead, plan_epoch, read_batches, validation_batches)
+from stages.train.data import (Position, SpeakerTokens, Subset, TrainBatches, balance, codec_metadata,
+                               drops_speaker, dynamic_batches, index_corpus, nonpad_share, overhead, plan_epoch,
+                               read_batches, validation_batches)
 from train_corpus import CODEBOOK, METADATA, SPEAKERS, utterances, write_shards
 
 
@@ -43,7 +44,7 @@ def train_ids(rows=ROWS, split="train") -> set[str]:
 def batches_of(shards, subset=Subset(), world_size=1, rank=0, seed=0, batch_tokens=800, **kw) -> TrainBatches:
     index = index_corpus(shards, CharTokenizer(), subset)
     return TrainBatches(index, VOCAB, True, batch_tokens, kw.get("shuffle_buffer", 50), kw.get("sort_buffer", 20),
-                        seed, rank, world_size)
+                        seed, rank, world_size, kw.get("speaker_dropout", 0.0))
 
 
 def realistic_lengths(n: int, seed: int = 0) -> np.ndarray:
@@ -182,7 +183,7 @@ def test_validation_batches_are_fixed_and_cover_the_valid_split(shards):
     index = index_corpus(shards, CharTokenizer(), Subset(splits=("valid",)))
     plans = [validation_batches(index, VOCAB, True, 800, rank, 2) for rank in range(2)]
     assert plans == [validation_batches(index, VOCAB, True, 800, rank, 2) for rank in range(2)]
-    ids = [u for plan in plans for batch in read_batches(index, plan, VOCAB, True) for u in batch.utt_ids]
+    ids = [u for plan in plans for batch in read_batches(index, plan, VOCAB, SpeakerTokens(True)) for u in batch.utt_ids]
     assert sorted(ids) == sorted(train_ids(split="valid"))
 
 
@@ -202,4 +203,32 @@ def test_codes_that_disagree_with_n_frames_are_an_error(tmp_path):
     shards = write_shards(tmp_path, rows, n_shards=1)
     index = index_corpus(shards, CharTokenizer(), Subset(splits=("train", "valid")))
     with pytest.raises(TableError, match="n_frames"):
-        list(read_batches(index, [list(range(len(index)))], VOCAB, True))
+        list(read_batches(index, [list(range(len(index)))], VOCAB, SpeakerTokens(True)))
+
+
+def _speaker_positions(batch) -> list[bool]:
+    """Per sequence: whether position 1 (right after [SOS]) holds a speaker token."""
+    first, last = VOCAB.speaker_offset, VOCAB.speaker_offset + len(VOCAB.speakers)
+    return [bool(first <= int(ids[1]) < last) for ids in batch.input_ids]
+
+
+def test_a_share_of_training_sequences_drops_the_speaker_token_anew_each_epoch(shards):
+    data = batches_of(shards, speaker_dropout=0.3)
+    kept = {}
+    for epoch in range(2):
+        data.set_epoch(epoch)
+        kept[epoch] = {u: has for batch in data for u, has in zip(batch.utt_ids, _speaker_positions(batch))}
+    for epoch, flags in kept.items():
+        assert 0.15 < 1 - sum(flags.values()) / len(flags) < 0.45  # about 30% without the speaker token
+    assert kept[0] != kept[1]  # a different share of utterances each epoch
+    data.set_epoch(0)  # and the same again on a rerun: the draw is a hash, not a generator state
+    assert kept[0] == {u: has for batch in data for u, has in zip(batch.utt_ids, _speaker_positions(batch))}
+    assert all(drops_speaker(u, 0, 0, 1.0) for u in kept[0]) and not any(drops_speaker(u, 0, 0, 0.0) for u in kept[0])
+
+
+def test_without_dropout_and_in_validation_every_sequence_keeps_its_speaker(shards):
+    data = batches_of(shards)
+    assert all(all(_speaker_positions(batch)) for batch in data)
+    index = index_corpus(shards, CharTokenizer(), Subset(splits=("valid",)))
+    plan = validation_batches(index, VOCAB, True, 800)
+    assert all(all(_speaker_positions(b)) for b in read_batches(index, plan, VOCAB, SpeakerTokens(True)))

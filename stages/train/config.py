@@ -37,6 +37,10 @@ class TrainConfig:
     speaker_tokens: bool = setting(
         True, "condition on a speaker token per utterance, so synthesis can pick a training voice; the speaker "
               "list is fixed at pretraining and SFT reuses it.")
+    speaker_dropout: float = setting(
+        0.2, "share of training sequences (drawn anew each epoch, by a hash of the utterance) that leave the "
+             "speaker token out, so that a zero-shot request (a voice prompt and no speaker token) has a layout "
+             "seen in training. Validation always keeps the token.", minimum=0.0, maximum=1.0)
     zero_stage: Literal[1, 2, 3] = setting(
         2, "DeepSpeed ZeRO stage (configs/deepspeed/zero<N>.json): 2 shards optimizer state and gradients, "
            "the usual best trade-off; 3 also shards the weights, for models that do not fit one device.")

@@ -16,6 +16,7 @@ by row group, holding only the row groups that batches still to come need.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,17 +319,39 @@ class CodesReader:
             self.cache.pop(unit, None)
 
 
+def drops_speaker(utt_id: str, epoch: int, seed: int, share: float) -> bool:
+    """Whether this utterance trains without its speaker token this epoch: a hash, so every rerun agrees."""
+    if share <= 0.0:
+        return False
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{utt_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
+@dataclass(frozen=True)
+class SpeakerTokens:
+    """Whether sequences carry the speaker token, and which share of them leave it out in an epoch."""
+
+    enabled: bool
+    dropout: float = 0.0
+    epoch: int = 0
+    seed: int = 0
+
+    def of(self, index: CorpusIndex, i: int) -> Optional[str]:
+        if not self.enabled or drops_speaker(index.utt_ids[i], self.epoch, self.seed, self.dropout):
+            return None
+        return index.speakers[i]
+
+
 def make_batch(index: CorpusIndex, reader: CodesReader, members: Sequence[int], vocab: Vocab,
-               speaker_tokens: bool) -> Batch:
-    examples = [vocab.example(index.text(i), reader.codes(i).tolist(),
-                              index.speakers[i] if speaker_tokens else None) for i in members]
+               speakers: SpeakerTokens) -> Batch:
+    examples = [vocab.example(index.text(i), reader.codes(i).tolist(), speakers.of(index, i)) for i in members]
     tensors = collate(examples, pad_id=vocab.pad)
     return Batch(tensors["input_ids"], tensors["targets"], [index.utt_ids[i] for i in members],
                  [len(ids) for ids, _ in examples])
 
 
 def read_batches(index: CorpusIndex, plan: Sequence[Sequence[int]], vocab: Vocab,
-                 speaker_tokens: bool) -> Iterator[Batch]:
+                 speakers: SpeakerTokens) -> Iterator[Batch]:
     """Tensors of each planned batch, in order; each row group is read once and dropped after its last use."""
     last_use: dict[int, int] = {}
     for k, members in enumerate(plan):
@@ -339,7 +362,7 @@ def read_batches(index: CorpusIndex, plan: Sequence[Sequence[int]], vocab: Vocab
         release_after.setdefault(k, []).append(unit)
     reader = CodesReader(index)
     for k, members in enumerate(plan):
-        yield make_batch(index, reader, members, vocab, speaker_tokens)
+        yield make_batch(index, reader, members, vocab, speakers)
         reader.release(release_after.get(k, ()))
 
 
@@ -347,10 +370,12 @@ class TrainBatches:
     """One process's batches, epoch after epoch, from a resumable position."""
 
     def __init__(self, index: CorpusIndex, vocab: Vocab, speaker_tokens: bool, batch_tokens: int,
-                 shuffle_buffer: int, sort_buffer: int, seed: int, rank: int = 0, world_size: int = 1):
+                 shuffle_buffer: int, sort_buffer: int, seed: int, rank: int = 0, world_size: int = 1,
+                 speaker_dropout: float = 0.0):
         if len(index) == 0:
             raise ValueError("no utterances to train on")
         self.index, self.vocab, self.speaker_tokens = index, vocab, speaker_tokens
+        self.speaker_dropout = speaker_dropout
         self.batch_tokens, self.shuffle_buffer, self.sort_buffer = batch_tokens, shuffle_buffer, sort_buffer
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.lengths = index.seq_lengths(overhead(speaker_tokens))
@@ -385,7 +410,8 @@ class TrainBatches:
 
     def iterate(self, start: int = 0) -> Iterator[Batch]:
         """The current epoch's batches from the `start`-th on (the earlier ones are skipped unread)."""
-        return read_batches(self.index, self.plan()[start:], self.vocab, self.speaker_tokens)
+        speakers = SpeakerTokens(self.speaker_tokens, self.speaker_dropout, self.epoch, self.seed)
+        return read_batches(self.index, self.plan()[start:], self.vocab, speakers)
 
     def stream(self, position: Position = Position()) -> Iterator[tuple[Batch, Position]]:
         """Batches without end, each with the position after it: resuming there continues exactly."""

@@ -36,7 +36,7 @@ from stages.text.tokenizer import MODEL_FILE, TextTokenizer
 from stages.train import checkpoint
 from stages.train.config import RESUMABLE_CHANGES, TrainConfig
 from stages.train.data import (Batch, CorpusIndex, Position, Subset, TrainBatches, codec_metadata, index_corpus,
-                               overhead, read_batches, validation_batches)
+                               SpeakerTokens, overhead, read_batches, validation_batches)
 from stages.train.distributed import init_distributed
 from stages.train.engine import StepStats, build_engine, deepspeed_config, resolve_precision, train_step
 from stages.train.metrics import METRICS_FILE, MetricsLog, progress_bar
@@ -100,7 +100,7 @@ class Trainer:
             model.load_state_dict(initial.model.state_dict())
         self.data = TrainBatches(self.train_index, self.vocab, self.speaker_tokens, config.batch_tokens,
                                  config.shuffle_buffer, config.sort_buffer, config.seed, self.dist.rank,
-                                 self.dist.world_size)
+                                 self.dist.world_size, config.speaker_dropout if self.speaker_tokens else 0.0)
         self.valid_plan = validation_batches(self.valid_index, self.vocab, self.speaker_tokens, config.batch_tokens,
                                              self.dist.rank, self.dist.world_size)
         self.total_steps = self._horizon()
@@ -330,7 +330,7 @@ class Trainer:
         """Loss and speech-token accuracy on the valid split (None when it is empty), logged at this step."""
         stats = StepStats()
         self.engine.eval()
-        for batch in read_batches(self.valid_index, self.valid_plan, self.vocab, self.speaker_tokens):
+        for batch in read_batches(self.valid_index, self.valid_plan, self.vocab, SpeakerTokens(self.speaker_tokens)):
             out = self.engine(batch.input_ids.to(self.dist.device), targets=batch.targets.to(self.dist.device))
             n = out.n_targets.item()
             stats = stats.add(StepStats(out.ce_loss.item() * n, out.accuracy.item() * n, n))

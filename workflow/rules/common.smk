@@ -115,4 +115,4 @@ def trained_codec_metrics():
 
 
 def all_targets():
-    return [f"{RESULTS}/report/{page}.html" for page in ("samples", "metrics", "curves", "config")]
+    return [f"{RESULTS}/report/{page}.html" for page in ("samples", "metrics", "transcripts", "curves", "config")]
