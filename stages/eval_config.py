@@ -23,7 +23,13 @@ class SynthesisConfig:
         True, "also speak each English sentence by voice-prompt continuation, without the speaker token.")
     batch_size: int = setting(8, "sentences generated together; batching never changes a sample's codes.", minimum=1)
     temperature: Optional[float] = setting(
-        None, "override the model's sampling temperature; null keeps what training stored (0 = greedy).", minimum=0.0)
+        None, "override the model's sampling temperature; null keeps what training stored. 0 decodes greedily; "
+        "a low temperature (0.3-0.7) with RAS is the middle way.", minimum=0.0)
+    ras_window: Optional[int] = setting(
+        None, "override the repetition-aware sampling window in codes (null: the model's; 0 disables RAS).", minimum=0)
+    ras_tau: Optional[float] = setting(
+        None, "override the RAS threshold: resample when the code fills this share of the window (null: the "
+        "model's).", minimum=0.0, maximum=1.0)
     seed: int = setting(0, "sampling seed of every sample, so reruns give identical audio.", minimum=0)
 
 

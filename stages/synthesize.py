@@ -70,7 +70,8 @@ def _eval_rows(codes: list[Path], cfg: SynthesisConfig) -> tuple[list[dict], dic
 
 def synthesize(model_dir: Path, codec_config: Path, codec_checkpoint: Path, codes: list[Path], out: Path,
                cfg: SynthesisConfig, device: str = "cpu") -> int:
-    overrides = {"seed": cfg.seed, **({"temperature": cfg.temperature} if cfg.temperature is not None else {})}
+    overrides = {"seed": cfg.seed, **{key: getattr(cfg, key) for key in ("temperature", "ras_window", "ras_tau")
+                                      if getattr(cfg, key) is not None}}
     tts = Synthesizer(model_dir, codec_config, codec_checkpoint, device, **overrides)
     rows, prompts = _eval_rows(codes, cfg)
     if not rows:

@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speaker", help="speaker token, for models trained with speaker conditioning")
     parser.add_argument("--prompt-wav", type=Path, help="voice to continue (zero-shot), with --prompt-text")
     parser.add_argument("--prompt-text", help="transcript of --prompt-wav")
-    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--temperature", type=float, help="0 decodes greedily; default: the model's")
+    parser.add_argument("--ras-window", type=int, help="repetition-aware sampling window in codes; 0 disables")
+    parser.add_argument("--ras-tau", type=float, help="RAS threshold (share of the window)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--text needs --out")
     if args.text_file is not None and args.out_dir is None:
         parser.error("--text-file needs --out-dir")
-    overrides = {k: v for k, v in (("temperature", args.temperature), ("seed", args.seed)) if v is not None}
+    overrides = {k: v for k, v in (("temperature", args.temperature), ("seed", args.seed),
+                                   ("ras_window", args.ras_window), ("ras_tau", args.ras_tau)) if v is not None}
     tts = Synthesizer(args.model, args.codec_config, args.codec_checkpoint, args.device, **overrides)
     prompt = None
     if args.prompt_wav is not None:

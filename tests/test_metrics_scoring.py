@@ -90,6 +90,16 @@ def test_summary_weights_wer_by_reference_length():
     assert (summary["stoi"], summary["stoi_n"]) == (pytest.approx(0.9), 1)
 
 
+def test_a_second_recogniser_is_summarised_by_its_own_counts():
+    rows = [{"wer": 0.0, "words": 10, "word_errors": 0, "ps_wer": 0.5, "ps_words": 10, "ps_word_errors": 5,
+             "ps_cer": 0.25, "ps_chars": 40, "ps_char_errors": 10},
+            {"wer": 0.5, "words": 2, "word_errors": 1, "ps_wer": 1.0, "ps_words": 2, "ps_word_errors": 2,
+             "ps_cer": 1.0, "ps_chars": 8, "ps_char_errors": 8}]
+    summary = summarize(rows)
+    assert summary["wer"] == pytest.approx(1 / 12) and summary["ps_wer"] == pytest.approx(7 / 12)
+    assert summary["ps_cer"] == pytest.approx(18 / 48) and summary["ps_word_errors"] == 7
+
+
 def test_cli_prints_every_requested_metric_for_one_pair(capsys):
     main([str(ARCTIC / "arctic_a0007.wav"), str(ARCTIC / "arctic_a0009.wav"), TEXT, "--metrics", "asr,dtw,stoi"])
     out = capsys.readouterr().out

@@ -82,12 +82,16 @@ def test_tiny_dag_trains_both_models_and_reports_measured_samples(tiny_dag):
     assert {"ground_truth", "codec", "pretrain", "sft", "sft_zero_shot", "silence", "noise"} <= set(metrics["systems"])
     assert metrics["systems"]["silence"]["en"]["wer"] == 1.0 and metrics["systems"]["noise"]["en"]["wer"] == 1.0
     assert "not the paper metrics" in metrics["note"]
+    truth = metrics["systems"]["ground_truth"]["en"]
+    assert truth["wer_n"] > 0 and truth["ps_wer_n"] == truth["wer_n"]  # Whisper, with pocketsphinx beside it
     page = (results / "report" / "samples.html").read_text()
     players = page.count("<audio controls")
     shown = pq.read_table(results / "eval" / "utterances.parquet").to_pylist()
     pretrain_samples = pq.read_table(results / "samples" / "pretrain" / "samples.parquet").num_rows
     assert players == 2 * len([r for r in shown if r["system"] == "ground_truth"]) + len(samples) + pretrain_samples
     assert "<img" in (results / "report" / "curves.html").read_text()
+    transcripts = (results / "report" / "transcripts.html").read_text()
+    assert "ps_transcript" in transcripts and transcripts.count("<tr>") > len(shown) // 2
 
 
 def test_no_op_rerun_schedules_nothing(tiny_dag):

@@ -217,15 +217,17 @@ def arch_to_yaml_tree(arch: CodecArch, training: dict[str, Any] | None = None) -
 
 def save_codec(model: WavTokenizer, checkpoint_path: str | Path, config_path: str | Path, *,
                extra_state: dict[str, torch.Tensor] | None = None, global_step: int = 0, epoch: int = 0,
-               training: dict[str, Any] | None = None) -> None:
+               training: dict[str, Any] | None = None, weights_dtype: torch.dtype = torch.float32) -> None:
     """Write `model` as an official-layout Lightning checkpoint + YAML (each file written atomically).
 
     `extra_state` (e.g. discriminator weights under `multiperioddisc.*`) goes into the same state_dict, as in
-    the official checkpoints; loaders drop it.
+    the official checkpoints; loaders drop it. `weights_dtype` float16 halves a shipped checkpoint: floating
+    tensors are stored rounded, and `load_state_dict` casts them back to the model's float32.
     """
     from stages.atomic import atomic_output
 
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: (v.to(weights_dtype) if v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in model.state_dict().items()}
     state.update({k: v.detach().cpu().clone() for k, v in (extra_state or {}).items()})
     ckpt = {"epoch": epoch, "global_step": global_step, "pytorch-lightning_version": "1.8.6", "state_dict": state,
             "loops": {}, "callbacks": {}, "optimizer_states": [], "lr_schedulers": [], "hparams_name": "kwargs",
