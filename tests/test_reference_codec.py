@@ -7,11 +7,10 @@ import subprocess
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from conftest import REPO
-from stages.audio import condition
+from stages.audio import condition, read_audio
 from stages.codec import codec_id, load_codec
 from stages.metrics import signal
 from stages.pipeline_config import AudioConfig, load_config
@@ -20,7 +19,7 @@ ASSET = REPO / "assets" / "codec" / "demo-75hz"
 RECORD = json.loads(ASSET.with_suffix(".json").read_text())
 # A held-out Proverb (split eval in data/demo/kjv_verses.tsv): the codec never heard it.
 HELD_OUT = "A soft answer turneth away wrath: but grievous words stir up anger."
-STOI_FLOOR = 0.85  # measured on this clip per voice (README, "The reference codec"), less a margin
+STOI_FLOOR = 0.80  # measured on this clip: awb 0.906, rms 0.913, slt 0.830, kal16 0.868 (assets/codec/README.md)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def test_the_asset_has_its_recorded_id_and_is_what_the_demo_uses(codec):
 def test_held_out_speech_resynthesises_above_the_stoi_floor(codec, voice, tmp_path):
     wav = tmp_path / "held_out.wav"
     subprocess.run(["flite", "-voice", voice, "-t", HELD_OUT, "-o", str(wav)], check=True)
-    samples, rate = sf.read(wav, dtype="float32")
+    samples, rate = read_audio(str(wav))
     clip = condition(samples, rate, AudioConfig()).samples  # as the resample stage prepares corpus audio
     with torch.inference_mode():
         codes, _ = codec.encode(torch.from_numpy(clip)[None])
