@@ -25,8 +25,8 @@ def test_tiny_dag_produces_manifest_and_shards(tiny_dag):
     results = tiny_dag / "results" / "tiny"
     manifest = pq.read_table(results / "manifest.parquet")
     assert manifest.schema.names == MANIFEST.names
-    # tiny.yaml: (12 train + 4 eval) x 2 English voices + (6 + 2) x 1 Mandarin voice
-    assert manifest.num_rows == 40
+    # tiny.yaml: 12 train verses read once + 4 eval verses x 2 English voices + (6 + 2) x 1 Mandarin voice
+    assert manifest.num_rows == 12 + 4 * 2 + 8
     splits = manifest.column("split").to_pylist()
     assert splits.count("eval") == 4 * 2 + 2 and "train" in splits
     shard_ids = []
