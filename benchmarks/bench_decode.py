@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.lm.config import GenerationConfig, load_model_config
+from stages.config.model import GenerationConfig, load_model_config
 from stages.lm.generate import Request, generate
 from stages.lm.model import MiniMindTTS, count_parameters
 from stages.lm.vocab import Vocab

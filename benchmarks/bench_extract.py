@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
 
-from stages.audio import decode_flac  # noqa: E402
+from stages.common.audio import decode_flac  # noqa: E402
 from stages.codec import load_codec  # noqa: E402
 from stages.extract_codes import encode_clips  # noqa: E402
 

@@ -22,9 +22,10 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
 
-from stages.audio import condition, encode_flac, read_audio  # noqa: E402
+from stages.common.audio import condition, encode_flac, read_audio  # noqa: E402
 from stages.demo_corpus import make_demo_corpus  # noqa: E402
-from stages.pipeline_config import AudioConfig, CorpusConfig, DemoCorpusConfig  # noqa: E402
+from stages.config.audio import AudioConfig  # noqa: E402
+from stages.config.corpus import CorpusConfig, DemoCorpusConfig  # noqa: E402
 from stages.prepare import prepare  # noqa: E402
 from stages.resample import resample_shard  # noqa: E402
 

@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
 
 from stages.config import from_dict  # noqa: E402
-from stages.lm.config import load_model_config  # noqa: E402
+from stages.config.model import load_model_config  # noqa: E402
 from stages.lm.model import MiniMindTTS, parameter_count  # noqa: E402
 from stages.lm.vocab import Vocab, collate  # noqa: E402
-from stages.train.config import TrainConfig  # noqa: E402
-from stages.train.data import Batch, nonpad_share, plan_epoch  # noqa: E402
+from stages.config.pretrain import TrainConfig  # noqa: E402
+from stages.train.batching import nonpad_share, plan_epoch  # noqa: E402
+from stages.train.data import Batch  # noqa: E402
 from stages.train.distributed import init_distributed  # noqa: E402
 from stages.train.engine import build_engine, optimizer_and_schedule, resolve_precision, train_step  # noqa: E402
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.audio import decode_flac
+from stages.common.audio import decode_flac
 from stages.codec import load_codec
 from stages.metrics import Sample, score, summarize
-from stages.tables import AUDIO_SHARD, read_table
+from stages.common.tables import AUDIO_SHARD, read_table
 
 
 def held_out(shards: list[Path], per_voice: int) -> list[dict]:

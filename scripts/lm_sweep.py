@@ -22,10 +22,11 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from stages.config import from_dict
-from stages.eval_config import SynthesisConfig
+from stages.config.eval import SynthesisConfig
 from stages.metrics import Sample, score, summarize
-from stages.synthesize import SAMPLES_FILE, synthesize
-from stages.train.config import TrainConfig
+from stages.common.tables import SAMPLES_FILE
+from stages.synthesize import synthesize
+from stages.config.pretrain import TrainConfig
 from stages.train_lm import train_lm
 
 

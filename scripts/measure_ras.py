@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.tables import CODES, read_table
+from stages.common.tables import CODES, read_table
 
 WINDOWS = (10, 20, 30)
 TAUS = (0.1, 0.2, 0.3, 0.5)

@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 
 from stages.codec import load_codec
-from stages.lm.config import GenerationConfig, ModelConfig
+from stages.config.model import GenerationConfig, ModelConfig
 from stages.lm.generate import Request, generate
 from stages.lm.model import MiniMindTTS
 from stages.lm.vocab import Vocab, collate

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import re
 import shutil
@@ -26,9 +25,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stages.atomic import atomic_output
-from stages.config import from_dict
-from stages.pipeline_config import DemoCorpusConfig
+from stages.common.atomic import atomic_output
+from stages.config.corpus import DemoCorpusConfig
+from stages.common.cli import config_section, start
 
 log = logging.getLogger("demo_corpus")
 
@@ -163,8 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = from_dict(DemoCorpusConfig, json.loads(args.config_json), "corpus.demo")
+    start()
+    cfg = config_section(DemoCorpusConfig, args.config_json, "corpus.demo")
     make_demo_corpus(args.english, args.mandarin, cfg, args.out, args.threads)
 
 

@@ -6,7 +6,7 @@
 
 Clips are sorted by length and grouped into batches of at most `batch_seconds` of padded audio, so
 little time goes into padding; the codec guarantees that padding never changes a code. The output
-table (schema `stages.tables.CODES`) carries the codec id (hash of its config and weights), frame rate
+table (schema `stages.common.tables.CODES`) carries the codec id (hash of its config and weights), frame rate
 and sample rate in its file metadata, so a training run can refuse codes made by another codec.
 """
 
@@ -22,13 +22,13 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from stages.audio import decode_flac
+from stages.common.audio import decode_flac
 from stages.codec import codec_id, load_codec
 from stages.codec.model import WavTokenizer
-from stages.tables import AUDIO_SHARD, CODES, read_table, write_table
+from stages.common.tables import AUDIO_SHARD, CODES, IDENTITY_COLUMNS, read_table, write_table
+from stages.common.cli import start
 
 log = logging.getLogger("extract_codes")
-CARRIED = ("utt_id", "speaker", "language", "text", "split")
 
 
 def length_buckets(lengths: list[int], max_padded_samples: int) -> Iterator[list[int]]:
@@ -82,7 +82,7 @@ def extract_codes(audio: Path, codec_config: Path, codec_checkpoint: Path, out: 
     log.info("%s: %d clips, %.1f min, codec %s on %s", audio.name, len(clips),
              sum(map(len, clips)) / codec.sample_rate / 60, codec_id(codec), target)
     codes = encode_clips(codec, clips, batch_seconds, target)
-    columns = {name: table.column(name) for name in CARRIED}
+    columns = {name: table.column(name) for name in IDENTITY_COLUMNS}
     rows = pa.table({**columns,
                      "codes": pa.array([c.tolist() for c in codes], type=pa.list_(pa.uint16())),
                      "n_frames": pa.array([len(c) for c in codes], type=pa.int32())})
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.threads)
+    start(threads=args.threads)
     extract_codes(args.audio, args.codec_config, args.codec_checkpoint, args.out, args.batch_seconds, args.device)
 
 

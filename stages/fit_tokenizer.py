@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-from stages.atomic import atomic_output
-from stages.config import from_dict, to_dict
-from stages.tables import MANIFEST, SPLITS, read_table
+from stages.common.atomic import atomic_output
+from stages.common.cli import config_section, start
+from stages.common.tables import MANIFEST, SPLITS, read_table
+from stages.config.base import to_dict
+from stages.config.tokenizer import TokenizerConfig
 from stages.text.normalize import LANGUAGES, library_versions, normalize
 from stages.text.phonemes import LEXICON_FILE, Phonemizer, espeak_version
-from stages.text.tokenizer import (MODEL_FILE, NORMALIZER_FILE, SUMMARY_FILE, UNK_ID, VOCAB_FILE, TextTokenizer,
-                                   TokenizerConfig)
+from stages.text.tokenizer import MODEL_FILE, NORMALIZER_FILE, SUMMARY_FILE, UNK_ID, VOCAB_FILE, TextTokenizer
 
 COLUMNS = ["utt_id", "language", "text", "split"]
 
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", type=Path, required=True, help="tokenizer folder to create or replace")
     parser.add_argument("--config-json", default="{}", help="TokenizerConfig as JSON; unset keys take defaults")
     args = parser.parse_args(argv)
-    cfg = from_dict(TokenizerConfig, json.loads(args.config_json), "tokenizer")
+    start()
+    cfg = config_section(TokenizerConfig, args.config_json, "tokenizer")
     fit_tokenizer(args.manifest, args.out_dir, cfg)
     summary = json.loads((args.out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     print(f"fit_tokenizer: {summary['vocab_size']} pieces from {summary['rows_per_split']['train']} training rows "

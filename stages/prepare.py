@@ -10,7 +10,6 @@ Every item ends up in exactly one of the two output tables.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +20,11 @@ from typing import Optional
 import soundfile as sf
 from tqdm import tqdm
 
-from stages.config import from_dict
 from stages.importers import CorpusItem, import_corpus
-from stages.pipeline_config import CorpusConfig
-from stages.shards import split_of
-from stages.tables import MANIFEST, QUARANTINE, SPLITS, write_table
+from stages.config.corpus import CorpusConfig
+from stages.common.shards import split_of
+from stages.common.tables import MANIFEST, QUARANTINE, SPLITS, write_table
+from stages.common.cli import config_section, start
 
 log = logging.getLogger("prepare")
 _SIZE_MISMATCH = re.compile(r"^(RIFF|data)\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
@@ -119,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quarantine", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = from_dict(CorpusConfig, json.loads(args.config_json), "corpus")
+    start()
+    cfg = config_section(CorpusConfig, args.config_json, "corpus")
     prepare(args.corpus, cfg, args.manifest, args.quarantine, args.threads)
 
 

@@ -6,26 +6,24 @@
 
 A shard holds the utterances whose stable utt_id hash falls in it, so shards are independent jobs and
 adding data never reshuffles old shards. Each clip is decoded, downmixed, resampled, trimmed,
-length-filtered and loudness-normalised (`stages.audio`); a clip that fails any step becomes a
+length-filtered and loudness-normalised (`stages.common.audio`); a clip that fails any step becomes a
 quarantine row with its reason. Both tables are written atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import pyarrow as pa
-import torch
 from tqdm import tqdm
 
-from stages.audio import Unusable, condition, encode_flac, read_audio
-from stages.config import from_dict
-from stages.pipeline_config import AudioConfig
-from stages.shards import shard_of
-from stages.tables import AUDIO_SHARD, MANIFEST, QUARANTINE, read_table, write_table
+from stages.common.audio import Unusable, condition, encode_flac, read_audio
+from stages.config.audio import AudioConfig
+from stages.common.shards import shard_of
+from stages.common.tables import AUDIO_SHARD, IDENTITY_COLUMNS, MANIFEST, QUARANTINE, read_table, write_table
+from stages.common.cli import config_section, start
 
 log = logging.getLogger("resample")
 STAGE = "resample"
@@ -48,7 +46,7 @@ def resample_rows(rows: list[dict], cfg: AudioConfig, progress: bool = True) -> 
             rejected.append({"utt_id": row["utt_id"], "source": row["source"], "stage": STAGE, "reason": str(e)})
             continue
         kept.append({
-            **{k: row[k] for k in ("utt_id", "speaker", "language", "text", "split", "source")},
+            **{k: row[k] for k in (*IDENTITY_COLUMNS, "source")},
             "num_samples": len(clip.samples), "sample_rate": clip.sample_rate,
             "source_loudness_lufs": clip.source_loudness_lufs,
             "audio": encode_flac(clip.samples, clip.sample_rate),
@@ -83,9 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quarantine", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.threads)
-    cfg = from_dict(AudioConfig, json.loads(args.config_json), "audio")
+    start(threads=args.threads)
+    cfg = config_section(AudioConfig, args.config_json, "audio")
     resample_shard(args.manifest, args.shard, args.num_shards, cfg, args.out, args.quarantine)
 
 

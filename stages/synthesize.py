@@ -14,41 +14,22 @@ mode, seconds, generation seconds, stop reason), written atomically as one folde
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections import defaultdict
 from pathlib import Path
 
-import pyarrow as pa
 import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from stages.atomic import atomic_output
-from stages.config import from_dict
-from stages.eval_config import SynthesisConfig
-from stages.lm.generate import Request, generate
-from stages.tables import CODES, read_table, write_table
-from stages.tts import Synthesizer
+from stages.common.atomic import atomic_output
+from stages.common.cli import config_section, start
+from stages.common.tables import CODES, SAMPLES, SAMPLES_FILE, read_table, write_table
+from stages.config.eval import SynthesisConfig
+from stages.runtime import Synthesizer
 
 log = logging.getLogger("synthesize")
-SAMPLES_FILE = "samples.parquet"
-
-SAMPLES = pa.schema([
-    ("sample_id", pa.string()),
-    ("utt_id", pa.string()),       # the evaluation utterance whose sentence and voice this sample targets
-    ("text", pa.string()),
-    ("language", pa.string()),
-    ("voice", pa.string()),
-    ("mode", pa.string()),         # "speaker": by speaker token; "prompt": zero-shot voice-prompt continuation
-    ("prompt_utt_id", pa.string()),
-    ("path", pa.string()),         # WAV file name inside the samples folder
-    ("seconds", pa.float64()),
-    ("generation_seconds", pa.float64()),
-    ("stop_reason", pa.string()),
-], metadata={"unique": "sample_id"})
-
 
 def _eval_rows(codes: list[Path], cfg: SynthesisConfig) -> tuple[list[dict], dict[str, dict]]:
     """Evaluation utterances to speak, and per voice the prompt: its shortest train utterance of >= 2 s."""
@@ -79,35 +60,32 @@ def synthesize(model_dir: Path, codec_config: Path, codec_checkpoint: Path, code
     known = set(tts.vocab.speakers)
     jobs = []  # (sample_id, row, mode, request, prompt row)
     for row in rows:
-        text_ids = tuple(tts.tokenizer.encode(row["text"], row["language"]))
         speaker = row["speaker"] if row["speaker"] in known else None
-        jobs.append((f"{row['utt_id']}", row, "speaker", Request(text_ids, speaker), None))
+        jobs.append((f"{row['utt_id']}", row, "speaker", tts.request(row["text"], row["language"], speaker), None))
         prompt = prompts.get(row["speaker"])
         if cfg.zero_shot and row["language"] == "en" and prompt is not None:
-            prompt_text = tuple(tts.tokenizer.encode(prompt["text"], prompt["language"]))
-            jobs.append((f"prompt_{row['utt_id']}", row, "prompt",
-                         Request(text_ids, None, prompt_text, tuple(prompt["codes"])), prompt))
+            request = tts.request(row["text"], row["language"], None, prompt["text"], prompt["codes"])
+            jobs.append((f"prompt_{row['utt_id']}", row, "prompt", request, prompt))
     log.info("%d samples for %d evaluation utterances (%d voices)", len(jobs), len(rows),
              len({r["speaker"] for r in rows}))
     records = []
     with atomic_output(out) as tmp:
         tmp.mkdir(parents=True)
-        for start in tqdm(range(0, len(jobs), cfg.batch_size), desc="synthesize", mininterval=5):
-            batch = jobs[start:start + cfg.batch_size]
+        for first in tqdm(range(0, len(jobs), cfg.batch_size), desc="synthesize", mininterval=5):
+            batch = jobs[first:first + cfg.batch_size]
             began = time.perf_counter()
-            with torch.inference_mode():
-                results = generate(tts.model, tts.vocab, [job[3] for job in batch], tts.generation)
-                audio = [tts.codec.decode(torch.tensor([r.codes], device=device))[0].cpu().numpy() for r in results]
+            spoken = tts.speak([job[3] for job in batch])
             took = time.perf_counter() - began
-            total = sum(len(a) for a in audio)
-            for (sample_id, row, mode, _, prompt), result, wav in zip(batch, results, audio):
+            total = sum(len(s.audio) for s in spoken)
+            for (sample_id, row, mode, _, prompt), said in zip(batch, spoken):
+                wav = said.audio
                 sf.write(tmp / f"{sample_id}.wav", wav, tts.codec.sample_rate)
                 records.append({
                     "sample_id": sample_id, "utt_id": row["utt_id"], "text": row["text"], "language": row["language"],
                     "voice": row["speaker"], "mode": mode, "prompt_utt_id": prompt["utt_id"] if prompt else "",
                     "path": f"{sample_id}.wav", "seconds": len(wav) / tts.codec.sample_rate,
                     # batch time shared by audio length: the sample's part of the work
-                    "generation_seconds": took * len(wav) / max(total, 1), "stop_reason": result.stop_reason})
+                    "generation_seconds": took * len(wav) / max(total, 1), "stop_reason": said.generated.stop_reason})
         write_table(records, SAMPLES, tmp / SAMPLES_FILE)
     stops = defaultdict(int)
     for r in records:
@@ -129,9 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.threads)
-    cfg = from_dict(SynthesisConfig, json.loads(args.config_json), "eval.synthesis")
+    start(threads=args.threads)
+    cfg = config_section(SynthesisConfig, args.config_json, "eval.synthesis")
     synthesize(args.model, args.codec_config, args.codec_checkpoint, args.codes, args.out, cfg, args.device)
 
 

@@ -7,9 +7,9 @@ import pytest
 import soundfile as sf
 
 from conftest import ARCTIC, FIXTURES
-from stages.audio import (Unusable, condition, decode_flac, encode_flac, loudness_lufs, read_audio, resample,
+from stages.common.audio import (Unusable, condition, decode_flac, encode_flac, loudness_lufs, read_audio, resample,
                           to_mono, trim_silence)
-from stages.pipeline_config import AudioConfig
+from stages.config.audio import AudioConfig
 
 CFG = AudioConfig()
 
@@ -22,7 +22,7 @@ def test_downmix_and_resample_match_wavtokenizer_convert_audio():
     samples, rate = read_audio(str(FIXTURES / "wavtokenizer" / "test_stereo_16k_2s.wav"))
     ours = resample(to_mono(samples), rate, 24000)
     official = np.load(FIXTURES / "wavtokenizer" / "ref_stereo16k_converted_24k_mono.npy")[0]
-    np.testing.assert_allclose(ours, official, atol=1e-5)
+    np.testing.assert_allclose(ours, official, atol=1e-6)
 
 
 def test_resampling_keeps_frequency_and_amplitude():

@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 
 from conftest import ARCTIC
-from stages.audio import read_audio, resample
-from stages.pipeline_config import AudioConfig, CorpusConfig
+from stages.common.audio import read_audio, resample
+from stages.config.audio import AudioConfig
+from stages.config.corpus import CorpusConfig
 from stages.prepare import prepare
 from stages.resample import resample_shard
 

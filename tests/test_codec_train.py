@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,10 @@ import soundfile as sf
 import torch
 
 from stages.codec import codec_id, load_codec
-from stages.codec.train import CodecTrainConfig, CodecTrainer, train_codec
+from stages.codec.trainer import CodecTrainer
+from stages.config.codec import CodecTrainConfig
 from stages.config import from_dict, to_dict
+from stages.train_codec import train_codec
 
 ARCTIC = Path(__file__).parent / "fixtures" / "arctic"
 
@@ -42,6 +45,11 @@ def tiny(**overrides) -> CodecTrainConfig:
     return from_dict(CodecTrainConfig, {**values, **overrides})
 
 
+def outputs(folder: Path) -> tuple[Path, Path, Path]:
+    """The checkpoint, YAML and metrics paths train_codec gets, named as the rule names them."""
+    return folder / "codec.ckpt", folder / "codec.yaml", folder / "codec.metrics.json"
+
+
 def test_a_few_steps_lower_the_mel_loss(clips):
     torch.manual_seed(0)
     trainer = CodecTrainer(tiny(steps=200, vq_warmup_steps=100, gan_start_step=100), torch.device("cpu"))
@@ -60,7 +68,7 @@ def test_codebook_is_kmeans_initialised_after_warmup_and_codes_stay_in_use(clips
 
 
 def test_training_writes_an_official_checkpoint_that_loads(tmp_path, clips):
-    metrics = train_codec(clips[:4], clips[4:], tmp_path, tiny(), progress=False)
+    metrics = train_codec(clips[:4], clips[4:], *outputs(tmp_path), tiny(), progress=False)
     assert metrics["steps"] == 8 and metrics["valid/codes_used"] >= 1
     codec = load_codec(tmp_path / "codec.yaml", tmp_path / "codec.ckpt")
     saved = torch.load(tmp_path / "codec.ckpt", weights_only=True)
@@ -74,7 +82,7 @@ def test_training_writes_an_official_checkpoint_that_loads(tmp_path, clips):
 
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path, clips, monkeypatch):
     straight = tmp_path / "straight"
-    train_codec(clips[:4], clips[4:], straight, tiny(), progress=False)
+    train_codec(clips[:4], clips[4:], *outputs(straight), tiny(), progress=False)
 
     resumed = tmp_path / "resumed"
     real_step = CodecTrainer.train_step
@@ -86,11 +94,11 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, clips, monkeypatch):
 
     monkeypatch.setattr(CodecTrainer, "train_step", dies_at_step_5)
     with pytest.raises(KeyboardInterrupt):
-        train_codec(clips[:4], clips[4:], resumed, tiny(), progress=False)
+        train_codec(clips[:4], clips[4:], *outputs(resumed), tiny(), progress=False)
     assert torch.load(resumed / "state.pt", weights_only=True)["step"] == 4
     assert not (resumed / "codec.ckpt").exists()
     monkeypatch.setattr(CodecTrainer, "train_step", real_step)
-    train_codec(clips[:4], clips[4:], resumed, tiny(), progress=False)
+    train_codec(clips[:4], clips[4:], *outputs(resumed), tiny(), progress=False)
 
     a = load_codec(straight / "codec.yaml", straight / "codec.ckpt")
     b = load_codec(resumed / "codec.yaml", resumed / "codec.ckpt")
@@ -98,9 +106,19 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, clips, monkeypatch):
 
 
 def test_resuming_with_another_config_is_refused(tmp_path, clips):
-    train_codec(clips[:4], clips[4:], tmp_path, tiny(steps=4), progress=False)
+    train_codec(clips[:4], clips[4:], *outputs(tmp_path), tiny(steps=4), progress=False)
     with pytest.raises(ValueError, match="another codec training config"):
-        train_codec(clips[:4], clips[4:], tmp_path, tiny(steps=4, learning_rate=5e-4), progress=False)
+        train_codec(clips[:4], clips[4:], *outputs(tmp_path), tiny(steps=4, learning_rate=5e-4),
+                    progress=False)
+
+
+def test_outputs_go_where_the_caller_names_them_and_the_state_beside_the_checkpoint(tmp_path, clips):
+    checkpoint, codec_yaml, metrics = tmp_path / "w" / "a.ckpt", tmp_path / "b.yaml", tmp_path / "c.json"
+    train_codec(clips[:4], clips[4:], checkpoint, codec_yaml, metrics, tiny(steps=2, vq_warmup_steps=1),
+                progress=False)
+    load_codec(codec_yaml, checkpoint)
+    assert json.loads(metrics.read_text())["steps"] == 2
+    assert (tmp_path / "w" / "state.pt").exists() and (tmp_path / "w" / "tensorboard").is_dir()
 
 
 def test_a_codebook_that_would_never_be_initialised_is_a_config_error():
@@ -110,10 +128,9 @@ def test_a_codebook_that_would_never_be_initialised_is_a_config_error():
 
 def test_command_line_trains_from_audio_shards(tmp_path, clips):
     import io
-    import json
 
-    from stages.codec.train import main
-    from stages.tables import AUDIO_SHARD, write_table
+    from stages.train_codec import main
+    from stages.common.tables import AUDIO_SHARD, write_table
 
     def flac(clip: np.ndarray) -> bytes:
         buffer = io.BytesIO()
@@ -126,6 +143,8 @@ def test_command_line_trains_from_audio_shards(tmp_path, clips):
     shard = tmp_path / "shard-00000.parquet"
     write_table(rows, AUDIO_SHARD, shard)
     config = to_dict(tiny(steps=4))
-    main([str(tmp_path / "codec"), str(shard), "--config-json", json.dumps(config), "--threads", "1"])
+    checkpoint, codec_yaml, metrics = outputs(tmp_path / "codec")
+    main([str(shard), "--out-checkpoint", str(checkpoint), "--out-config", str(codec_yaml), "--out-metrics",
+          str(metrics), "--config-json", json.dumps(config), "--threads", "1"])
     assert json.loads((tmp_path / "codec" / "codec.metrics.json").read_text())["steps"] == 4
     load_codec(tmp_path / "codec" / "codec.yaml", tmp_path / "codec" / "codec.ckpt")

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import REPO, snakemake
 from stages.config import ConfigError, from_dict, json_schema, to_dict
-from stages.pipeline_config import PipelineConfig
+from stages.config import PipelineConfig
 
 SHIPPED = sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "configs" / "scale").glob("*.yaml"))
 CORPORA = REPO / "tests" / "fixtures" / "corpora"
@@ -101,3 +101,27 @@ def test_the_quality_run_shares_the_demo_codec_settings():
     assert quality.shards == demo.shards
     for section in ("corpus", "audio", "codec"):
         assert to_dict(getattr(quality, section)) == to_dict(getattr(demo, section)), section
+
+
+def test_the_codec_rate_and_the_audio_rate_are_checked_when_the_config_is_built(tmp_path):
+    with pytest.raises(ConfigError, match=r"audio.sample_rate: 16000 Hz, but the codec works at 24000 Hz"):
+        from_dict(PipelineConfig, {"audio": {"sample_rate": 16000}})
+    codec_yaml = tmp_path / "codec.yaml"
+    codec_yaml.write_text(yaml.safe_dump({"model": {"init_args": {"sample_rate": 16000}}}))
+    (tmp_path / "codec.ckpt").write_bytes(b"")
+    pretrained = {"source": "pretrained", "config": str(codec_yaml), "checkpoint": str(tmp_path / "codec.ckpt")}
+    with pytest.raises(ConfigError, match=r"24000 Hz, but the codec works at 16000 Hz \(its YAML"):
+        from_dict(PipelineConfig, {"codec": pretrained})
+    assert from_dict(PipelineConfig, {"codec": pretrained, "audio": {"sample_rate": 16000}}).codec.sample_rate() == 16000
+
+
+def test_preset_files_are_read_when_the_config_is_built(tmp_path, monkeypatch):
+    from stages.config import presets
+
+    with pytest.raises(ConfigError, match=r"codec.train.preset: no preset 'huge' in .*known: \['demo', 'full', 'tiny'\]"):
+        from_dict(PipelineConfig, {"codec": {"train": {"preset": "huge"}}})
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tiny.yaml").write_text("dim: 64\nn_layerz: 2\n")
+    monkeypatch.setitem(presets.PRESET_FOLDERS, "model", tmp_path / "model")
+    with pytest.raises(ConfigError, match=r"pretrain.model .*unknown key\(s\) n_layerz"):
+        from_dict(PipelineConfig, {"pretrain": {"model": "tiny"}})

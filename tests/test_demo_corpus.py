@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO
 from stages.demo_corpus import language_switches, make_demo_corpus, plan, read_sentences
-from stages.pipeline_config import DemoCorpusConfig
+from stages.config.corpus import DemoCorpusConfig
 
 ENGLISH = REPO / "data" / "demo" / "kjv_verses.tsv"
 MANDARIN = REPO / "data" / "demo" / "tang_couplets.tsv"

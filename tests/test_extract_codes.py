@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ARCTIC, FIXTURES
-from stages.audio import condition, encode_flac, read_audio
+from stages.common.audio import condition, encode_flac, read_audio
 from stages.codec import codec_id, load_codec
 from stages.extract_codes import encode_clips, extract_codes, length_buckets
-from stages.pipeline_config import AudioConfig
-from stages.tables import AUDIO_SHARD, CODES, file_metadata, write_table
+from stages.config.audio import AudioConfig
+from stages.common.tables import AUDIO_SHARD, CODES, file_metadata, write_table
 
 CODEC_YAML = FIXTURES / "wavtokenizer" / "wavtokenizer_fixture_frame40_tiny.yaml"
 CODEC_CKPT = FIXTURES / "wavtokenizer" / "wavtokenizer_fixture_frame40_tiny.ckpt"

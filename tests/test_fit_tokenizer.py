@@ -11,9 +11,10 @@ import pytest
 
 from stages.config import ConfigError
 from stages.fit_tokenizer import fit_tokenizer, main
-from stages.tables import MANIFEST, write_table
-from stages.text.normalize import NormalizerConfig
-from stages.text.tokenizer import UNK_ID, TextTokenizer, TokenizerConfig
+from stages.common.tables import MANIFEST, write_table
+from stages.config.tokenizer import NormalizerConfig
+from stages.text.tokenizer import UNK_ID, TextTokenizer
+from stages.config.tokenizer import TokenizerConfig
 
 # A tiny real-text fixture: Proverbs (King James Version) and Tang couplets (tang300), both public domain,
 # as the demo corpus uses them.

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import overfit
-from stages.lm.config import GenerationConfig, ModelConfig
+from stages.config.model import GenerationConfig, ModelConfig
 from stages.lm.generate import Request, generate
 from stages.lm.model import MiniMindTTS
 from stages.lm.vocab import EOS, IGNORE_INDEX, PAD, SOS, TASK, Vocab, collate

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stages.config import ConfigError
-from stages.lm.config import GenerationConfig, ModelConfig
+from stages.config.model import GenerationConfig, ModelConfig
 from stages.lm.export import export_hf, load_model, read_config, save_model
 from stages.lm.generate import Request, generate
 from stages.lm.model import MiniMindTTS

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import overfit
-from stages.lm.config import GenerationConfig, ModelConfig
+from stages.config.model import GenerationConfig, ModelConfig
 from stages.lm.generate import (Request, fit_length_ratios, generate, length_bounds, sample, stream,
                                 top_k_filter, top_p_filter)
 from stages.lm.model import LMOutput, MiniMindTTS

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stages.config import ConfigError, from_dict
-from stages.lm.config import ModelConfig, load_model_config
+from stages.config.model import ModelConfig, load_model_config
 from stages.lm.model import KVCache, MiniMindTTS, count_parameters, describe, parameter_count
 from stages.lm.vocab import Vocab
 

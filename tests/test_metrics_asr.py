@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ARCTIC
-from stages.audio import resample
+from stages.common.audio import resample
 from stages.metrics import MissingPackage, asr
 from stages.metrics.wer import wer
 
@@ -48,9 +48,12 @@ def test_a_folder_that_is_not_a_ctranslate2_model_is_refused(tmp_path):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_codec_rate_input_is_resampled_before_recognition(engine):
-    samples, rate = sf.read(ARCTIC / "arctic_a0009.wav", dtype="float32")
+    # a0007, not a0009: after the 16 -> 24 -> 16 kHz round trip through the project's one resampler
+    # (torchaudio's Resample, as the official codec code), samples move by 3e-7 and Whisper tiny.en then
+    # splits the proper name "Gregson" into "Greggs in"; a0007 has no such knife-edge word.
+    samples, rate = sf.read(ARCTIC / "arctic_a0007.wav", dtype="float32")
     transcript = asr.transcribe(resample(samples, rate, 24000), 24000, engine=engine)
-    assert wer(PROMPTS["arctic_a0009.wav"], transcript) == 0.0
+    assert wer(PROMPTS["arctic_a0007.wav"], transcript) == 0.0
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ARCTIC
-from stages.audio import resample
+from stages.common.audio import resample
 from stages.metrics import SCORERS, MissingPackage, Sample, Scorer, columns, score, summarize
 from stages.metrics.__main__ import main
 from stages.metrics.common import require

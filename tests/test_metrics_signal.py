@@ -11,7 +11,7 @@ import torch
 import torchaudio.functional as AF
 
 from conftest import ARCTIC
-from stages.audio import resample
+from stages.common.audio import resample
 from stages.metrics.common import Unmeasurable
 from stages.metrics.signal import (dtw, dtw_log_mel_distance, dtw_mel_cepstral_distortion, duration_ratio, log_mel,
                                    mel_l1, pesq_wideband, real_time_factor, stoi)

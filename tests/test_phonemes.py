@@ -8,7 +8,8 @@ import pytest
 
 from stages.fit_tokenizer import fit_tokenizer
 from stages.text.phonemes import LEXICON_FILE, Phonemizer
-from stages.text.tokenizer import TextTokenizer, TokenizerConfig
+from stages.text.tokenizer import TextTokenizer
+from stages.config.tokenizer import TokenizerConfig
 from test_fit_tokenizer import corpus, manifest_rows, write_manifest
 
 PHONEMES = TokenizerConfig(vocab_size=120, character_coverage=1.0, input="phonemes")

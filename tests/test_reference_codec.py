@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from conftest import REPO
-from stages.audio import condition, read_audio
+from stages.common.audio import condition, read_audio
 from stages.codec import codec_id, load_codec
 from stages.metrics import signal
-from stages.pipeline_config import AudioConfig, load_config
+from stages.config.audio import AudioConfig
+from stages.config import load_config
 
 ASSET = REPO / "assets" / "codec" / "demo-75hz"
 RECORD = json.loads(ASSET.with_suffix(".json").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from stages.shards import shard_of, split_of
+from stages.common.shards import shard_of, split_of
 
 
 def test_shards_are_stable_and_balanced():

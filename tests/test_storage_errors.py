@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CORPORA, REPO
-from stages.atomic import OutputError, atomic_output
+from stages.common.atomic import OutputError, atomic_output
 
 
 def mount_tmpfs(folder: Path, *options: str) -> bool:

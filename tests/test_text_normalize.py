@@ -6,7 +6,8 @@
 import pytest
 
 from stages.config import from_dict
-from stages.text.normalize import NormalizerConfig, library_versions, normalize
+from stages.text.normalize import library_versions, normalize
+from stages.config.tokenizer import NormalizerConfig
 
 
 @pytest.mark.parametrize("text, spoken", [

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from stages.lm.vocab import IGNORE_INDEX, Vocab
-from stages.tables import TableError
-from stages.train.data import (Position, SpeakerTokens, Subset, TrainBatches, balance, codec_metadata,
-                               drops_speaker, dynamic_batches, index_corpus, nonpad_share, overhead, plan_epoch,
-                               read_batches, validation_batches)
+from stages.common.tables import TableError
+from stages.train.batching import balance, dynamic_batches, nonpad_share, plan_epoch, validation_batches
+from stages.train.corpus import Subset, codec_metadata, index_corpus, overhead
+from stages.train.data import Position, SpeakerTokens, TrainBatches, drops_speaker, read_batches
 from train_corpus import CODEBOOK, METADATA, SPEAKERS, utterances, write_shards
 
 

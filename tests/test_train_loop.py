@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages.config import from_dict
+from stages.config import ConfigError, from_dict
 from stages.lm.export import load_model
 from stages.text.tokenizer import TextTokenizer
 from stages.train import checkpoint
-from stages.train.config import TrainConfig
+from stages.config.pretrain import TrainConfig
 from stages.train.loop import Trainer
 from stages.train_lm import train_lm
 from train_corpus import METADATA, fit_tiny_tokenizer, utterances, write_shards
@@ -236,6 +236,28 @@ def test_config_errors_name_the_key():
         config(max_steps=None)
     with pytest.raises(ValueError, match="unknown key\\(s\\) max_tokens"):
         config(max_tokens=5)
+
+
+def test_the_command_line_names_the_section_of_a_setting_error(tmp_path, monkeypatch):
+    from stages.train_lm import main
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main installs the one-line error hook
+    paths = ["--codes", str(tmp_path / "shard-00000.parquet"), "--tokenizer", str(tmp_path / "tokenizer"),
+             "--out-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    with pytest.raises(ConfigError, match=r"^sft: unknown key\(s\) max_tokens;"):
+        main([*paths, "--section", "sft", "--config-json", json.dumps({"max_tokens": 5})])
+    with pytest.raises(ConfigError, match=r"^sft\.min_lr: "):
+        main([*paths, "--section", "sft", "--config-json", json.dumps({"lr": 1e-4, "min_lr": 1e-3})])
+    with pytest.raises(ConfigError, match=r"^pretrain\.max_steps: "):
+        main([*paths, "--section", "pretrain", "--config-json", json.dumps({"max_steps": None})])
+    assert not (tmp_path / "checkpoints").exists()  # refused before any work
+
+
+def test_an_sft_input_error_names_the_sft_section(pretrained, corpus, tmp_path):
+    _, pretrain_root = pretrained
+    with pytest.raises(ConfigError, match=r"^sft\.speaker_tokens: .* was trained with speaker tokens"):
+        Trainer(*corpus, tmp_path / "checkpoints", config(speaker_tokens=False), init_from=pretrain_root / "model",
+                progress=False, section="sft")
 
 
 @pytest.mark.slow

@@ -8,17 +8,19 @@ import soundfile as sf
 import torch
 
 from conftest import FIXTURES
-from stages.codec import load_codec
+from stages.codec import codec_id, load_codec
 from stages.codec.streaming import StreamingDecoder
 from stages.fit_tokenizer import fit_tokenizer
-from stages.lm.config import GenerationConfig, ModelConfig
+from stages.config.model import GenerationConfig, ModelConfig
 from stages.lm.export import save_model
 from stages.lm.model import MiniMindTTS
 from stages.lm.vocab import Vocab
-from stages.tables import MANIFEST, write_table
+from stages.common.tables import MANIFEST, write_table
 from stages.text.sentences import split_sentences
-from stages.text.tokenizer import TokenizerConfig
-from stages.tts import Synthesizer, detect_language, main
+from stages.config.tokenizer import TokenizerConfig
+from stages.runtime import CodecMismatch, Synthesizer
+from stages.text.normalize import detect_language
+from stages.tts import main
 
 CODEC_YAML = FIXTURES / "wavtokenizer" / "wavtokenizer_fixture_frame40_tiny.yaml"
 CODEC_CKPT = FIXTURES / "wavtokenizer" / "wavtokenizer_fixture_frame40_tiny.ckpt"
@@ -62,6 +64,23 @@ def test_sentences_split_at_sentence_ends_in_both_scripts():
 
 def test_language_detection():
     assert detect_language("Hello there") == "en" and detect_language("你好 there") == "zh"
+    # Extension A and the compatibility ideographs are Mandarin text too, as the normaliser treats them
+    assert detect_language("\u3400") == detect_language("\uf900") == "zh"
+
+
+def test_a_model_refuses_a_codec_it_was_not_trained_on(model_dir, codec, tmp_path):
+    import json
+    import shutil
+
+    for recorded, accepted in ((codec_id(codec), True), ("0123456789abcdef", False)):
+        folder = tmp_path / recorded
+        shutil.copytree(model_dir, folder)
+        (folder / "codec.json").write_text(json.dumps({"codec_id": recorded}))
+        if accepted:
+            Synthesizer(folder, CODEC_YAML, CODEC_CKPT)
+        else:
+            with pytest.raises(CodecMismatch, match="0123456789abcdef.*noise"):
+                Synthesizer(folder, CODEC_YAML, CODEC_CKPT)
 
 
 def test_streaming_decode_matches_whole_decode_without_clicks(codec):

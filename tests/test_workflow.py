@@ -8,7 +8,7 @@ import shutil
 import pyarrow.parquet as pq
 
 from conftest import REPO, snakemake
-from stages.tables import AUDIO_SHARD, MANIFEST
+from stages.common.tables import AUDIO_SHARD, MANIFEST
 
 
 def scheduled(workdir, config=None) -> dict[str, int]:
@@ -42,7 +42,7 @@ def test_tiny_dag_produces_manifest_and_shards(tiny_dag):
 
 def test_tiny_dag_trains_a_codec_and_extracts_codes_of_every_clip(tiny_dag):
     from stages.codec import codec_id, load_codec
-    from stages.tables import CODES, file_metadata
+    from stages.common.tables import CODES, file_metadata
 
     results = tiny_dag / "results" / "tiny"
     codec = load_codec(results / "codec" / "codec.yaml", results / "codec" / "codec.ckpt")
@@ -129,7 +129,7 @@ def test_editing_stage_code_reruns_that_stage(tmp_path):
     work = tmp_path / "work"
     targets = [f"results/tiny/audio/shard-{s}.parquet" for s in ("00000", "00001")]
     snakemake(work, "--cores", "2", *targets, snakefile=copy / "Snakefile")
-    with (copy / "stages" / "audio.py").open("a") as f:
+    with (copy / "stages" / "common" / "audio.py").open("a") as f:
         f.write("\n# an edit\n")
     out = snakemake(work, "--dry-run", "--cores", "2", *targets, snakefile=copy / "Snakefile").stdout
     assert re.search(r"^resample\s+2$", out, re.MULTILINE) and not re.search(r"^prepare\s", out, re.MULTILINE)

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.fit_tokenizer import fit_tokenizer
-from stages.tables import CODES, MANIFEST, write_table
-from stages.text.tokenizer import TokenizerConfig
+from stages.common.tables import CODES, MANIFEST, write_table
+from stages.config.tokenizer import TokenizerConfig
 
 SENTENCES = [
     "to know wisdom and instruction",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.atomic import atomic_output
+from stages.common.atomic import atomic_output
 from stages.codec.audio_io import read_for_codec, write_wav
 from stages.codec.loader import CodecLoadError, load_codec
 

@@ -1,6 +1,6 @@
 """WavTokenizer's GAN critics and losses: multi-period + multi-resolution discriminators, hinge, feature matching, mel L1.
 
-    from stages.codec.discriminators import Discriminators   # used by stages.codec.train
+    from stages.codec.discriminators import Discriminators   # used by stages.codec.trainer
 
 Names follow the official training module (`multiperioddisc.discriminators.N.*`,
 `multiresddisc.discriminators.N.*`), so our checkpoints carry them under the keys official ones use.

@@ -224,7 +224,7 @@ def save_codec(model: WavTokenizer, checkpoint_path: str | Path, config_path: st
     the official checkpoints; loaders drop it. `weights_dtype` float16 halves a shipped checkpoint: floating
     tensors are stored rounded, and `load_state_dict` casts them back to the model's float32.
     """
-    from stages.atomic import atomic_output
+    from stages.common.atomic import atomic_output
 
     state = {k: (v.to(weights_dtype) if v.is_floating_point() else v).detach().cpu().clone()
              for k, v in model.state_dict().items()}

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from stages.codec_config import CodecArch
+from stages.config.codec import CodecArch
 from stages.codec.quantizer import ResidualVectorQuantizer
 from stages.codec.seanet import SEANetDecoder, SEANetEncoder
 from stages.codec.vocos import ISTFTHead, VocosBackbone

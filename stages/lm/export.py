@@ -24,14 +24,15 @@ from typing import Optional, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from stages.atomic import atomic_output
+from stages.common.atomic import atomic_output
 from stages.config import from_dict, to_dict
-from stages.lm.config import GenerationConfig, ModelConfig
+from stages.config.model import GenerationConfig, ModelConfig
 from stages.lm.model import MiniMindTTS
 from stages.lm.vocab import Vocab
 
 FORMAT = "minimind-tts/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+CODEC_FILE = "codec.json"  # the codec whose codes the model was trained on (codec_id, frame rate, sizes)
 
 
 @dataclass

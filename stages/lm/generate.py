@@ -23,7 +23,7 @@ from typing import Iterator, Literal, Optional, Sequence
 import torch
 from torch import Tensor
 
-from stages.lm.config import GenerationConfig
+from stages.config.model import GenerationConfig
 from stages.lm.model import KVCache, MiniMindTTS
 from stages.lm.vocab import Vocab
 
@@ -229,7 +229,7 @@ def stream(model: MiniMindTTS, vocab: Vocab, request: Request, config: Generatio
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    from stages.atomic import atomic_output
+    from stages.common.atomic import atomic_output
     from stages.lm.export import load_model
 
     parser = argparse.ArgumentParser(description="Generate speech codes for requests in a JSONL file.")

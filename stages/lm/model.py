@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stages.lm.config import ModelConfig, load_model_config
+from stages.config.model import ModelConfig, load_model_config
 from stages.lm.vocab import IGNORE_INDEX, Vocab
 
 

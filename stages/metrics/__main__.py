@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from stages.audio import read_audio, to_mono
+from stages.common.audio import read_audio, to_mono
 from stages.metrics.scoring import SCORERS, Sample, score
 from stages.metrics.signal import real_time_factor
 

@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from stages.audio import resample
+from stages.common.audio import resample
 
 SCORING_RATE = 16000
 

@@ -90,21 +90,13 @@ def speaker_scorer(embedder_factory: Callable[[], speaker.Embedder] = speaker.de
 
     Voice embeddings are cached by the bytes of their clips, so each voice is embedded once per run.
     """
-    voices: dict[bytes, np.ndarray] = {}
-    built: list[speaker.Embedder] = []  # the embedder, once the first clip needs it
+    bank = speaker.VoiceBank(embedder_factory)
 
     def measure(sample: Sample) -> dict[str, Value]:
         clips = sample.voice or (sample.require_reference(),)
-        if not built:
-            built.append(embedder_factory())
-        embedder = built[0]
         digest = hashlib.blake2b(b"".join(np.ascontiguousarray(c).tobytes() + b"|" for c in clips)).digest()
-        if digest not in voices:
-            if len(voices) >= 64:
-                voices.clear()
-            voices[digest] = speaker.voice_embedding(clips, SCORING_RATE, embedder)
-        return {column: speaker.cosine_similarity(speaker.embed(sample.audio, SCORING_RATE, embedder),
-                                                  voices[digest])}
+        bank.add(digest, clips, SCORING_RATE)
+        return {column: bank.similarities(sample.audio, SCORING_RATE, [digest])[digest]}
 
     return Scorer((column,), measure)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from stages.audio import trim_silence
+from stages.common.audio import trim_silence
 from stages.metrics.common import SCORING_RATE, Unmeasurable, require, single_thread, to_scoring_rate
 
 # 32 ms windows every 10 ms, 80 mel bands over 0-8 kHz: the usual speech analysis at 16 kHz, close to

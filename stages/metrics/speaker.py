@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -72,3 +72,34 @@ def voice_embedding(clips: Sequence[np.ndarray], sample_rate: int, embedder: Emb
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(_unit(np.asarray(a, np.float64)), _unit(np.asarray(b, np.float64))))
+
+
+class VoiceBank:
+    """Reference embeddings of voices, each embedded once, and the similarity of a clip to them.
+
+    The one way the pipeline compares a clip with a voice: the `speaker` scorer keys voices by their clips,
+    the evaluation by voice name. The embedder is built when the first clip needs it.
+    """
+
+    def __init__(self, embedder_factory: Callable[[], Embedder] = default_embedder, capacity: int = 64):
+        self._factory, self._embedder, self.capacity = embedder_factory, None, capacity
+        self.voices: dict[Hashable, np.ndarray] = {}
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self._factory()
+        return self._embedder
+
+    def add(self, key: Hashable, clips: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
+        if key not in self.voices:
+            if len(self.voices) >= self.capacity:
+                self.voices.clear()
+            self.voices[key] = voice_embedding(clips, sample_rate, self.embedder)
+        return self.voices[key]
+
+    def similarities(self, audio: np.ndarray, sample_rate: int, keys: Iterable[Hashable] | None = None
+                     ) -> dict[Hashable, float]:
+        """Cosine similarity of the clip's embedding to each voice (all of them by default)."""
+        clip = embed(audio, sample_rate, self.embedder)
+        return {key: cosine_similarity(clip, self.voices[key]) for key in (self.voices if keys is None else keys)}

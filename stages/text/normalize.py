@@ -14,26 +14,13 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from dataclasses import dataclass
 
 import cn2an
 from num2words import num2words
 
-from stages.config import setting
+from stages.config.tokenizer import NormalizerConfig
 
 LANGUAGES: tuple[str, ...] = ("en", "zh")
-
-
-@dataclass(frozen=True)
-class NormalizerConfig:
-    """How transcripts are rewritten before sentencepiece sees them (saved in normalizer.json)."""
-
-    lowercase: bool = setting(True, "lower-case Latin letters: with ~1,300 short sentences a separate 'The' and "
-                                    "'the' would halve the examples each piece gets, and case carries no sound")
-    verbalize_numbers: bool = setting(True, "spell out digits, money, percentages, times and '&': a small corpus "
-                                            "cannot teach the model to read numerals")
-    expand_abbreviations: bool = setting(True, "expand Mr., Dr., St., etc., e.g., vs. and friends, which are "
-                                               "never pronounced as written")
 
 
 # ---------------------------------------------------------------- shared: characters, punctuation, spaces
@@ -211,7 +198,8 @@ def _normalize_english(text: str, cfg: NormalizerConfig) -> str:
 
 # ---------------------------------------------------------------- Mandarin
 
-_CJK = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+# CJK ideographs: Extension A, the Unified block and the compatibility block.
+CJK = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
 _ZH_PUNCTUATION = str.maketrans({
     "。": ".", "｡": ".", "、": ",", "､": ",", "・": " ", "·": " ", "〜": "~",
     "《": '"', "》": '"', "〈": '"', "〉": '"', "「": '"', "」": '"', "『": '"', "』": '"',
@@ -249,8 +237,8 @@ def _normalize_chinese(text: str, cfg: NormalizerConfig) -> str:
     text = text.translate(_ZH_PUNCTUATION)
     text = _DASHES.sub(" - ", text)
     # Chinese is written without spaces: drop any that sit next to a character or a punctuation mark.
-    text = re.sub(rf"(?<={_CJK})\s+(?={_CJK})", "", text)
-    text = re.sub(rf"(?<=[,.;:!?\"]) +(?={_CJK})|(?<={_CJK}) +(?=[\"])", "", text)
+    text = re.sub(rf"(?<={CJK})\s+(?={CJK})", "", text)
+    text = re.sub(rf"(?<=[,.;:!?\"]) +(?={CJK})|(?<={CJK}) +(?=[\"])", "", text)
     return text.lower() if cfg.lowercase else text
 
 
@@ -281,3 +269,8 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def detect_language(text: str) -> str:
+    """`zh` for text with any CJK ideograph, else `en`: the two languages the normaliser knows."""
+    return "zh" if re.search(CJK, text) else "en"

@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import sentencepiece as spm
 
-from stages.config import from_dict, setting
-from stages.text.normalize import NormalizerConfig, library_versions, normalize
+from stages.config.base import from_dict
+from stages.config.tokenizer import NormalizerConfig
+from stages.text.normalize import library_versions, normalize
 from stages.text.phonemes import LEXICON_FILE, Phonemizer, espeak_version
 
 MODEL_FILE = "spm.model"
@@ -31,28 +30,6 @@ VOCAB_FILE = "spm.vocab"
 NORMALIZER_FILE = "normalizer.json"
 SUMMARY_FILE = "tokenizer.json"
 UNK_ID = 0
-
-
-@dataclass(frozen=True)
-class TokenizerConfig:
-    """Sentencepiece model fitted on the normalised training transcripts (or on their phonemes)."""
-
-    input: Literal["text", "phonemes"] = setting(
-        "text", "what sentencepiece is fitted on and the LM reads: the normalised text, or its phonemes from "
-        "espeak-ng (English IPA with stress, Mandarin with tones; stages.text.phonemes). Phonemes spare a small "
-        "corpus from learning English spelling.")
-    vocab_size: int = setting(1000, "an upper bound (a small corpus may support fewer pieces; tokenizer.json has "
-                                    "the real size) that must cover every character kept: 200 Proverbs + 100 "
-                                    "Tang couplets (~270 distinct training texts) need 586 for single "
-                                    "characters, mostly CJK, and support ~1,180 at most, so 1000 leaves ~400 "
-                                    "English subwords seen several times each; raise it for larger Mandarin "
-                                    "corpora", minimum=8)
-    model_type: Literal["unigram", "bpe", "char"] = setting("unigram", "unigram keeps frequent words whole and "
-                                                                       "splits rare ones into reusable pieces")
-    character_coverage: float = setting(0.9995, "sentencepiece's advice for CJK: keep nearly every character, "
-                                                "map only the rarest to <unk>", exclusiveMinimum=0.0, maximum=1.0)
-    normalizer: NormalizerConfig = setting(NormalizerConfig(), "how text is normalised before tokenizing; "
-                                                               "saved with the model")
 
 
 class TextTokenizer:

@@ -1,16 +1,12 @@
-"""Training data of the LM: codes Parquet -> a tokenised, filtered index -> per-epoch dynamic batches.
+"""The LM's training data as tensors: each process's planned batches, read from the codes Parquet, resumably.
 
     python -m stages.train.data --codes results/demo/codes/shard-*.parquet --tokenizer results/demo/tokenizer \
         [--config-json '{"batch_tokens": 6000}']          # batches per epoch and padding, without training
 
-`index_corpus` reads every shard's small columns once, row group by row group (never the codes), tokenises
-each distinct text once and filters by subset and length. Every epoch, `plan_epoch` turns the index into
-batches CosyVoice's way, from lengths alone: row groups in a seeded order, a shuffle buffer, a sort buffer,
-then dynamic batches that fill a padded-token budget. Because the plan needs no codes, a resumed run skips
-the batches it already trained on without reading them, and sees exactly the batches an uninterrupted run
-would. The global batch list is split round-robin across processes (after splitting a few batches so
-that every process gets the same number of steps); `TrainBatches` then reads each process's codes row group
-by row group, holding only the row groups that batches still to come need.
+The corpus index (corpus.py) says which utterances to train on and where their codes are; the planner
+(batching.py) turns their lengths into each epoch's batches. `TrainBatches` is one process's endless stream
+of them, from a resumable `Position`: it reads the codes row group by row group, holding only the row
+groups that batches still to come need, and builds each sequence with its optional speaker token.
 """
 
 from __future__ import annotations
@@ -18,241 +14,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Protocol, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from stages.common.tables import TableError
 from stages.lm.vocab import Vocab, collate
-from stages.tables import CODES, SPLITS, TableError, file_metadata
+from stages.train.batching import nonpad_share, plan_epoch
+from stages.train.corpus import CorpusIndex, Subset, codec_metadata, index_corpus, overhead
 
-CODEC_KEYS = ("codec_id", "frame_rate", "sample_rate", "hop_length", "codebook_size")
-INDEX_COLUMNS = ["utt_id", "speaker", "language", "text", "split", "n_frames"]
-
-
-class Tokenizer(Protocol):
-    def encode(self, text: str, language: str) -> list[int]: ...
-
-
-def codec_metadata(shards: Sequence[Path]) -> dict[str, str]:
-    """The codec metadata all shards share; an error naming the shards when one lacks it or differs."""
-    if not shards:
-        raise ValueError("no codes shards given")
-    first, reference = None, None
-    for shard in map(Path, shards):
-        if not shard.exists():
-            raise FileNotFoundError(f"{shard}: codes shard not found")
-        meta = file_metadata(shard)
-        missing = [k for k in CODEC_KEYS if k not in meta]
-        if missing:
-            raise TableError(f"{shard}: codes shard lacks codec metadata {missing}; was it written by extract_codes?")
-        meta = {k: meta[k] for k in CODEC_KEYS}
-        if reference is None:
-            first, reference = shard, meta
-        elif meta != reference:
-            diff = [f"{k} {reference[k]!r} vs {meta[k]!r}" for k in CODEC_KEYS if meta[k] != reference[k]]
-            raise ValueError(f"codes shards disagree: {first} and {shard} differ in {'; '.join(diff)}; "
-                             "all shards must come from one codec")
-    return reference
-
-
-@dataclass(frozen=True)
-class Subset:
-    """Which utterances to train on; empty speakers/languages mean all. 'eval' can never be selected."""
-
-    splits: tuple[str, ...] = ("train",)
-    speakers: tuple[str, ...] = ()
-    languages: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        unknown = [s for s in self.splits if s not in SPLITS]
-        if unknown:
-            raise ValueError(f"unknown split(s) {unknown}; splits are {SPLITS}")
-        if "eval" in self.splits:
-            raise ValueError("the 'eval' split is held out for evaluation and is never trained or validated on")
-
-    def keeps(self, split: str, speaker: str, language: str) -> bool:
-        return (split in self.splits and (not self.speakers or speaker in self.speakers)
-                and (not self.languages or language in self.languages))
-
-
-@dataclass
-class CorpusIndex:
-    """The kept utterances of some shards: where their codes are, their tokenised text and their lengths."""
-
-    shards: tuple[Path, ...]
-    units: list[tuple[int, int]]          # (shard, row group) of every row group holding a kept utterance
-    utt_ids: list[str]
-    speakers: list[str]
-    languages: list[str]
-    unit: np.ndarray                      # (N,) which unit holds utterance i
-    row: np.ndarray                       # (N,) its row inside that row group
-    n_codes: np.ndarray                   # (N,) speech codes (the n_frames column)
-    text_offsets: np.ndarray              # (N + 1,) text ids of i are text_values[offsets[i]:offsets[i+1]]
-    text_values: np.ndarray
-    dropped: dict[str, int] = field(default_factory=dict)   # reason -> utterances filtered out
-    all_speakers: set[str] = field(default_factory=set)     # every speaker in the shards, kept or not (for errors)
-
-    def __len__(self) -> int:
-        return len(self.utt_ids)
-
-    @property
-    def n_text(self) -> np.ndarray:
-        return np.diff(self.text_offsets)
-
-    def text(self, i: int) -> list[int]:
-        return self.text_values[self.text_offsets[i]:self.text_offsets[i + 1]].tolist()
-
-    def seq_lengths(self, overhead: int) -> np.ndarray:
-        """Tokens per training sequence: text + codes + `overhead` (SOS, TASK and an optional speaker token)."""
-        return self.n_text + self.n_codes + overhead
-
-    def unit_members(self) -> list[np.ndarray]:
-        """Utterance indices of each unit, in file order."""
-        order = np.lexsort((self.row, self.unit))
-        bounds = np.searchsorted(self.unit[order], np.arange(len(self.units) + 1))
-        return [order[bounds[u]:bounds[u + 1]] for u in range(len(self.units))]
-
-
-def index_corpus(shards: Sequence[Path], tokenizer: Tokenizer, subset: Subset, min_codes: int = 1,
-                 max_codes: Optional[int] = None, max_seq_len: Optional[int] = None, overhead: int = 2) -> CorpusIndex:
-    """Read the small columns of every shard (row group by row group), tokenise each distinct text once, filter.
-
-    Utterances are dropped (and counted in `dropped`) when outside [min_codes, max_codes], when their
-    text has no tokens, or when text + codes + `overhead` exceeds `max_seq_len` (the model's context, or
-    the batch budget when that is smaller).
-    """
-    shards = tuple(map(Path, shards))
-    units: list[tuple[int, int]] = []
-    utt_ids, speakers, languages, unit_of, rows, n_codes, texts = [], [], [], [], [], [], []
-    token_cache: dict[tuple[str, str], np.ndarray] = {}
-    all_speakers: set[str] = set()
-    dropped = {"too_few_codes": 0, "too_many_codes": 0, "empty_text": 0, "sequence_too_long": 0}
-    for s, shard in enumerate(shards):
-        file = pq.ParquetFile(shard)
-        missing = [name for name in CODES.names if name not in file.schema_arrow.names]
-        if missing:
-            raise TableError(f"{shard}: missing column(s) {missing}; is it a codes shard of this pipeline version?")
-        for rg in range(file.num_row_groups):
-            group = file.read_row_group(rg, columns=INDEX_COLUMNS).to_pydict()
-            unit = None
-            all_speakers.update(group["speaker"])
-            for r, (utt, spk, lang, text, split, frames) in enumerate(zip(*(group[c] for c in INDEX_COLUMNS))):
-                if not subset.keeps(split, spk, lang):
-                    continue
-                if frames < min_codes:
-                    dropped["too_few_codes"] += 1
-                    continue
-                if max_codes is not None and frames > max_codes:
-                    dropped["too_many_codes"] += 1
-                    continue
-                key = (text, lang)
-                if key not in token_cache:
-                    token_cache[key] = np.asarray(tokenizer.encode(text, lang), dtype=np.int32)
-                ids = token_cache[key]
-                if len(ids) == 0:
-                    dropped["empty_text"] += 1
-                    continue
-                if max_seq_len is not None and len(ids) + frames + overhead > max_seq_len:
-                    dropped["sequence_too_long"] += 1
-                    continue
-                if unit is None:
-                    unit = len(units)
-                    units.append((s, rg))
-                utt_ids.append(utt)
-                speakers.append(spk)
-                languages.append(lang)
-                unit_of.append(unit)
-                rows.append(r)
-                n_codes.append(frames)
-                texts.append(ids)
-    lengths = np.array([len(t) for t in texts], dtype=np.int64)
-    return CorpusIndex(
-        shards=shards, units=units, utt_ids=utt_ids, speakers=speakers, languages=languages,
-        unit=np.asarray(unit_of, dtype=np.int64), row=np.asarray(rows, dtype=np.int64),
-        n_codes=np.asarray(n_codes, dtype=np.int64),
-        text_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        text_values=np.concatenate(texts).astype(np.int32) if texts else np.zeros(0, dtype=np.int32),
-        dropped={k: v for k, v in dropped.items() if v}, all_speakers=all_speakers)
-
-
-# --- batching: plain functions of lengths, so the plan is cheap, testable and the same on every process ---
-
-def dynamic_batches(order: Sequence[int], lengths: np.ndarray, batch_tokens: int) -> list[list[int]]:
-    """Consecutive runs of `order` whose padded size (longest x count) stays within `batch_tokens`."""
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    longest = 0
-    for i in order:
-        i = int(i)
-        length = int(lengths[i])
-        if batch and max(longest, length) * (len(batch) + 1) > batch_tokens:
-            batches.append(batch)
-            batch, longest = [], 0
-        batch.append(i)
-        longest = max(longest, length)
-    if batch:
-        batches.append(batch)
-    return batches
-
-
-def balance(batches: list[list[int]], world_size: int) -> tuple[list[list[int]], int]:
-    """Make the batch count a multiple of `world_size`, so every process runs the same number of steps.
-
-    The batch with the most utterances is split in two (each half still fits the budget) until the count
-    divides; only if no batch has two utterances left are the last few dropped. Returns (batches, dropped).
-    """
-    batches = [list(b) for b in batches]
-    while len(batches) % world_size:
-        k = max(range(len(batches)), key=lambda j: len(batches[j]))
-        if len(batches[k]) < 2:
-            extra = len(batches) % world_size
-            return batches[:-extra], sum(len(b) for b in batches[-extra:])
-        half = len(batches[k]) // 2
-        batches[k:k + 1] = [batches[k][:half], batches[k][half:]]
-    return batches, 0
-
-
-def plan_epoch(units: Sequence[np.ndarray], lengths: np.ndarray, epoch: int, seed: int, shuffle_buffer: int,
-               sort_buffer: int, batch_tokens: int, world_size: int = 1) -> list[list[int]]:
-    """The global batches of one epoch (utterance indices), the same on every process.
-
-    Row groups are visited in an order drawn from (seed, epoch) and their utterances pass a shuffle buffer
-    (each full buffer is permuted and emptied) and a sort buffer (each full buffer is sorted by length and
-    emptied) into dynamic batches: CosyVoice's pipeline, driven by lengths only.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    stream = [units[u] for u in rng.permutation(len(units))]
-    flat = np.concatenate(stream) if stream else np.zeros(0, dtype=np.int64)
-    shuffled = np.concatenate([chunk[rng.permutation(len(chunk))] for chunk in _chunks(flat, shuffle_buffer)] or [flat])
-    ordered = np.concatenate([chunk[np.argsort(lengths[chunk], kind="stable")]
-                              for chunk in _chunks(shuffled, sort_buffer)] or [shuffled])
-    batches, _ = balance(dynamic_batches(ordered, lengths, batch_tokens), world_size)
-    return batches
-
-
-def plan_sorted(indices: np.ndarray, lengths: np.ndarray, batch_tokens: int, world_size: int = 1) -> list[list[int]]:
-    """Unshuffled batches of `indices` sorted by length: the fixed validation batches."""
-    order = indices[np.argsort(lengths[indices], kind="stable")]
-    batches, _ = balance(dynamic_batches(order, lengths, batch_tokens), world_size)
-    return batches
-
-
-def _chunks(array: np.ndarray, size: int) -> list[np.ndarray]:
-    return [array[i:i + size] for i in range(0, len(array), size)]
-
-
-def nonpad_share(batches: Sequence[Sequence[int]], lengths: np.ndarray) -> float:
-    """Real tokens / padded tokens over a list of batches."""
-    real = sum(int(lengths[b].sum()) for b in batches)
-    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
-    return real / padded if padded else 1.0
-
-
-# --- from batch plans to tensors ------------------------------------------------------------------------
 
 @dataclass
 class Batch:
@@ -429,26 +203,12 @@ class TrainBatches:
             epoch, start = epoch + 1, 0
 
 
-def overhead(speaker_tokens: bool) -> int:
-    """Tokens of a sequence besides text and codes: SOS, TASK and the optional speaker token."""
-    return 2 + int(speaker_tokens)
-
-
-def validation_batches(index: CorpusIndex, vocab: Vocab, speaker_tokens: bool, batch_tokens: int, rank: int = 0,
-                       world_size: int = 1) -> list[list[int]]:
-    """This process's share of the fixed, length-sorted validation batches (a plan; read with read_batches)."""
-    if len(index) == 0:
-        return []
-    lengths = index.seq_lengths(overhead(speaker_tokens))
-    return plan_sorted(np.arange(len(index)), lengths, batch_tokens, world_size)[rank::world_size]
-
-
 def main(argv: Optional[list[str]] = None) -> None:
     import json
 
     from stages.config import from_dict
     from stages.text.tokenizer import TextTokenizer
-    from stages.train.config import TrainConfig
+    from stages.config.pretrain import TrainConfig
 
     parser = argparse.ArgumentParser(description="Batches per epoch and their padding, without training.")
     parser.add_argument("--codes", type=Path, nargs="+", required=True)

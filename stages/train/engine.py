@@ -1,6 +1,6 @@
 """The DeepSpeed side of a training step: engine configuration, optimizer and schedule, one optimizer step.
 
-    python -c "from stages.train.engine import deepspeed_config; from stages.train.config import TrainConfig; \
+    python -c "from stages.train.engine import deepspeed_config; from stages.config.pretrain import TrainConfig; \
 print(deepspeed_config(TrainConfig(), world_size=1, precision='fp32'))"
 
 Shared by the trainer (loop.py) and benchmarks/bench_train.py, so the benchmark times the stage's own step.
@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from stages.lm.model import MiniMindTTS
-from stages.train.config import TrainConfig
+from stages.config.pretrain import TrainConfig
 from stages.train.data import Batch
 from stages.train.distributed import Dist
 from stages.train.schedule import warmup_cosine

@@ -2,22 +2,19 @@
 
     torchrun --standalone --nproc_per_node 1 -m stages.train_lm ...     # the stage that runs it (stages/train_lm.py)
 
-`Trainer` checks that data, tokenizer and model agree, builds the model (from a preset, or from an initial
-model for SFT), wraps it in a DeepSpeed engine with torch's AdamW (DeepSpeed's own Adam kernels would be
-JIT-compiled first) and resumes from the latest checkpoint in its checkpoint folder. `fit` trains until
-the step or token budget is spent, logging to TensorBoard, `metrics.jsonl` and a progress bar, validating
-and checkpointing on schedule; `export` consolidates the last checkpoint with zero_to_fp32 into a model
-folder that loads without DeepSpeed.
+`Trainer` builds the model (from a preset, or from an initial model for SFT) once its inputs are found to
+fit together (compat.py), wraps it in a DeepSpeed engine with torch's AdamW (DeepSpeed's own Adam kernels
+would be JIT-compiled first) and resumes from the latest checkpoint of this very run in its checkpoint
+folder (resume.py). `fit` trains until the step or token budget is spent, logging to TensorBoard,
+`metrics.jsonl` and a progress bar, validating and checkpointing on schedule; `export` consolidates the
+last checkpoint into a model folder that loads without DeepSpeed (consolidate.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import random
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,58 +23,39 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from stages.config import ConfigError, to_dict
-from stages.lm.config import GenerationConfig, load_model_config
-from stages.lm.export import CONFIG, WEIGHTS, LoadedModel, load_model, save_model
+from stages.config import to_dict
+from stages.config.model import GenerationConfig, load_model_config
+from stages.lm.export import LoadedModel
 from stages.lm.generate import fit_length_ratios
 from stages.lm.model import MiniMindTTS, describe
 from stages.lm.vocab import Vocab
-from stages.text.tokenizer import MODEL_FILE, TextTokenizer
-from stages.train import checkpoint
-from stages.train.config import RESUMABLE_CHANGES, TrainConfig
-from stages.train.data import (Batch, CorpusIndex, Position, Subset, TrainBatches, codec_metadata, index_corpus,
-                               SpeakerTokens, overhead, read_batches, validation_batches)
+from stages.text.tokenizer import TextTokenizer
+from stages.train import checkpoint, compat, resume
+from stages.train.batching import validation_batches
+from stages.config.pretrain import TrainConfig
+from stages.train.consolidate import export_model, write_run_files
+from stages.train.corpus import CorpusIndex, Subset, codec_metadata, index_corpus, overhead
+from stages.train.data import Batch, Position, SpeakerTokens, TrainBatches, read_batches
 from stages.train.distributed import init_distributed
 from stages.train.engine import StepStats, build_engine, deepspeed_config, resolve_precision, train_step
-from stages.train.metrics import METRICS_FILE, MetricsLog, progress_bar
+from stages.train.metrics import MetricsLog, progress_bar
 
 log = logging.getLogger("train")
-CODEC_FILE, CONFIG_FILE = "codec.json", "train_config.json"
-FINGERPRINT_FILE = "fingerprint.json"   # what a checkpoint folder was trained with, checked before resuming
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def index_digest(index: CorpusIndex) -> str:
-    """Identity of the training data as the plan sees it: utterances, their text ids and lengths."""
-    digest = hashlib.sha256()
-    digest.update("\n".join(index.utt_ids).encode())
-    digest.update(index.n_codes.tobytes())
-    digest.update(index.text_values.tobytes())
-    return digest.hexdigest()
-
-
-def fingerprint_changes(saved: dict, now: dict) -> list[str]:
-    """Names of what differs between two run fingerprints (config keys as config.<key>)."""
-    changes = [f"config.{k}" for k in now["config"] if saved.get("config", {}).get(k) != now["config"][k]]
-    return changes + [k for k in now if k != "config" and saved.get(k) != now[k]]
 
 
 class Trainer:
-    """One training run: data, model and DeepSpeed engine, resumed from `checkpoint_dir` when it holds one."""
+    """One training run: data, model and DeepSpeed engine, resumed from `checkpoint_dir` when it holds one.
+
+    `section` is the config section `config` came from (pretrain, sft): errors about a setting name it.
+    """
 
     def __init__(self, codes: Sequence[Path], tokenizer_dir: Path, checkpoint_dir: Path, config: TrainConfig,
-                 init_from: Optional[Path] = None, threads: Optional[int] = None, progress: bool = True):
+                 init_from: Optional[Path] = None, threads: Optional[int] = None, progress: bool = True,
+                 section: str = "train"):
         if threads:
             torch.set_num_threads(threads)
         self.dist = init_distributed()
-        self.config, self.progress = config, progress
+        self.config, self.progress, self.section = config, progress, section
         self.codes, self.tokenizer_dir = [Path(c) for c in codes], Path(tokenizer_dir)
         self.checkpoint_dir, self.init_from = Path(checkpoint_dir), Path(init_from) if init_from else None
         self.codec = codec_metadata(self.codes)
@@ -90,7 +68,8 @@ class Trainer:
             self.model_config = replace(self.model_config, dropout=config.dropout)
         self.train_index, self.valid_index = self._index_data()
         self.vocab = initial.vocab if initial else self._new_vocab()
-        self._check_vocab()
+        compat.check_vocab(self.vocab, self.codec, self.train_index.speakers + self.valid_index.speakers,
+                           self.speaker_tokens, self.init_from, section)
         self.generation = self._fit_generation(initial.generation if initial else GenerationConfig())
 
         # the same seed on every process: identical initial weights without a broadcast
@@ -104,8 +83,10 @@ class Trainer:
         self.valid_plan = validation_batches(self.valid_index, self.vocab, self.speaker_tokens, config.batch_tokens,
                                              self.dist.rank, self.dist.world_size)
         self.total_steps = self._horizon()
-        self.fingerprint = self._fingerprint()
-        resume_tag = self._claim_checkpoint_dir()  # resume or start afresh: decided before the costly engine
+        self.fingerprint = resume.fingerprint(config, self.model_config, self.vocab, self.codec, self.train_index,
+                                              self.init_from)
+        # resume or start afresh: decided before the costly engine
+        resume_tag = resume.claim_checkpoint_dir(self.checkpoint_dir, self.fingerprint, self.dist.is_main)
         self.engine = build_engine(model, config, self.dist.world_size, self.precision, self.total_steps)
         # each process its own dropout stream, restored exactly on resume
         seed = config.seed + 1 + self.dist.rank
@@ -115,7 +96,9 @@ class Trainer:
 
         self.step, self.tokens, self.position, self.saved_step = 0, 0, Position(world_size=self.dist.world_size), -1
         if resume_tag:
-            self._resume(resume_tag)
+            self.step, self.tokens, self.position = resume.restore(self.engine, self.checkpoint_dir, resume_tag,
+                                                                   self.dist)
+            self.saved_step = self.step
         self._write_resolved_config()
         self.metrics = MetricsLog(self.checkpoint_dir, self.step, self.dist.is_main)
         if self.dist.is_main:
@@ -129,32 +112,11 @@ class Trainer:
     # --- set-up ------------------------------------------------------------------------------------
 
     def _initial_model(self) -> Optional[LoadedModel]:
-        """The pretrained model SFT starts from, after checking it was made with this tokenizer and codec."""
+        """The pretrained model SFT starts from, checked against this run's tokenizer and codec."""
         if self.init_from is None:
             return None
-        if not (self.init_from / WEIGHTS).exists():
-            raise FileNotFoundError(f"{self.init_from}: no {WEIGHTS}; --init-from needs a model folder written by "
-                                    "the pretrain stage")
-        initial = load_model(self.init_from)
-        if initial.vocab.n_text != self.tokenizer.vocab_size:
-            raise ValueError(f"{self.init_from} was trained with {initial.vocab.n_text} text pieces but the tokenizer "
-                             f"{self.tokenizer_dir} has {self.tokenizer.vocab_size}")
-        own_spm = self.init_from / MODEL_FILE
-        if own_spm.exists() and file_digest(own_spm) != file_digest(self.tokenizer_dir / MODEL_FILE):
-            raise ValueError(f"{self.init_from} was trained with another tokenizer than {self.tokenizer_dir} "
-                             f"({MODEL_FILE} differs)")
-        codec_file = self.init_from / CODEC_FILE
-        if codec_file.exists():
-            trained = json.loads(codec_file.read_text())
-            diff = [f"{k} {trained.get(k)!r} vs {v!r}" for k, v in self.codec.items() if trained.get(k) != v]
-            if diff:
-                raise ValueError(f"{self.init_from} was trained on codes of another codec than these shards: "
-                                 f"{'; '.join(diff)}")
-        if bool(initial.vocab.speakers) != self.config.speaker_tokens:
-            raise ConfigError(f"train.speaker_tokens: {self.init_from} was trained "
-                              f"{'with' if initial.vocab.speakers else 'without'} speaker tokens; set "
-                              f"speaker_tokens: {str(bool(initial.vocab.speakers)).lower()}")
-        return initial
+        return compat.initial_model(self.init_from, self.tokenizer, self.tokenizer_dir, self.codec,
+                                    self.config.speaker_tokens, self.section)
 
     def _index_data(self) -> tuple[CorpusIndex, CorpusIndex]:
         c = self.config
@@ -179,16 +141,6 @@ class Trainer:
         return Vocab(n_text=self.tokenizer.vocab_size, n_speech=codebook,
                      speakers=tuple(speakers) if self.speaker_tokens else ())
 
-    def _check_vocab(self) -> None:
-        if self.vocab.n_speech != int(self.codec["codebook_size"]):
-            raise ValueError(f"the model has {self.vocab.n_speech} speech tokens but the codes come from a codebook of "
-                             f"{self.codec['codebook_size']}")
-        if self.speaker_tokens:
-            unknown = sorted(set(self.train_index.speakers + self.valid_index.speakers) - set(self.vocab.speakers))
-            if unknown:
-                raise ValueError(f"speaker(s) {unknown} have no token in {self.init_from}, which knows "
-                                 f"{list(self.vocab.speakers)}; filter them out with train.speakers")
-
     def _fit_generation(self, base: GenerationConfig) -> GenerationConfig:
         low, high = fit_length_ratios(self.train_index.n_text.tolist(), self.train_index.n_codes.tolist())
         return replace(base, min_len_ratio=low, max_len_ratio=high)
@@ -210,57 +162,6 @@ class Trainer:
     def deepspeed_config(self) -> dict:
         return deepspeed_config(self.config, self.dist.world_size, self.precision)
 
-    def _fingerprint(self) -> dict:
-        """What must not change between a checkpoint and its resumption, as plain JSON values."""
-        config = {k: v for k, v in to_dict(self.config).items() if k not in RESUMABLE_CHANGES}
-        fingerprint = {"config": config, "model": to_dict(self.model_config), "vocab": self.vocab.to_dict(),
-                       "codec_id": self.codec["codec_id"], "data": index_digest(self.train_index),
-                       "init_from": file_digest(self.init_from / WEIGHTS) if self.init_from else None}
-        return json.loads(json.dumps(fingerprint))
-
-    def _claim_checkpoint_dir(self) -> Optional[str]:
-        """The checkpoint to resume from, or None to start afresh.
-
-        Only a checkpoint of this very run (same settings, data and initial weights; see _fingerprint) is
-        resumed. One of another run (Snakemake reran the job because a parameter or input changed) is
-        moved aside to `<checkpoint_dir>.stale`, replacing an older one, so an accidental change costs
-        nothing that a rename cannot undo.
-        """
-        fingerprint_file = self.checkpoint_dir / FINGERPRINT_FILE
-        if self.dist.is_main:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            removed = checkpoint.remove_unfinished(self.checkpoint_dir)
-            if removed:
-                log.warning("removed unfinished checkpoint(s) %s", removed)
-            saved = json.loads(fingerprint_file.read_text()) if fingerprint_file.exists() else None
-            if checkpoint.latest_tag(self.checkpoint_dir) and saved != self.fingerprint:
-                stale = self.checkpoint_dir.with_name(self.checkpoint_dir.name + ".stale")
-                log.warning("%s holds another run (differs: %s); moved it to %s and starting afresh",
-                            self.checkpoint_dir, ", ".join(fingerprint_changes(saved or {}, self.fingerprint)), stale)
-                if stale.exists():
-                    shutil.rmtree(stale)
-                self.checkpoint_dir.rename(stale)
-                self.checkpoint_dir.mkdir()
-            if checkpoint.latest_tag(self.checkpoint_dir) is None:  # fresh, or killed before its first checkpoint
-                fingerprint_file.write_text(json.dumps(self.fingerprint, indent=2, ensure_ascii=False) + "\n")
-        torch.distributed.barrier()
-        return checkpoint.latest_tag(self.checkpoint_dir)
-
-    def _resume(self, tag: str) -> None:
-        """Weights, optimizer and schedule (DeepSpeed), then step, data position and RNG states (client state)."""
-        _, state = self.engine.load_checkpoint(str(self.checkpoint_dir), tag=tag)
-        self.step, self.tokens = state["step"], state["tokens"]
-        self.position = Position.from_dict(state["position"])
-        self.saved_step = self.step
-        if state["world_size"] == self.dist.world_size:
-            checkpoint.set_rng_states(state["rng"][self.dist.rank])
-        elif self.dist.is_main:
-            log.warning("resuming %d process(es)' run with %d: data order and dropout will not match an "
-                        "uninterrupted run", state["world_size"], self.dist.world_size)
-        if self.dist.is_main:
-            log.info("resumed from %s: step %d, epoch %d, batch %d", tag, self.step, self.position.epoch,
-                     self.position.batches)
-
     def _write_resolved_config(self) -> None:
         if not self.dist.is_main:
             return
@@ -271,8 +172,7 @@ class Trainer:
                                "init_from": str(self.init_from) if self.init_from else None},
                     "data": {"train_utterances": len(self.train_index), "valid_utterances": len(self.valid_index),
                              "dropped": self.train_index.dropped, "batches_per_epoch": len(self.data)}}
-        (self.checkpoint_dir / CONFIG_FILE).write_text(json.dumps(resolved, indent=2, ensure_ascii=False) + "\n")
-        (self.checkpoint_dir / CODEC_FILE).write_text(json.dumps(self.codec, indent=2) + "\n")
+        write_run_files(self.checkpoint_dir, resolved, self.codec)
 
     # --- training ----------------------------------------------------------------------------------
 
@@ -343,35 +243,16 @@ class Trainer:
         return scalars
 
     def save(self) -> None:
-        rng = [None] * self.dist.world_size
-        torch.distributed.all_gather_object(rng, checkpoint.rng_states())
-        state = {"step": self.step, "tokens": self.tokens, "position": self.position.to_dict(), "rng": rng,
-                 "world_size": self.dist.world_size}
+        state = resume.client_state(self.step, self.tokens, self.position, self.dist)
         checkpoint.save(self.engine, self.checkpoint_dir, self.step, state, self.config.keep_checkpoints,
                         self.dist.is_main)
         self.saved_step = self.step
         self.metrics.flush()
 
-    # --- export ------------------------------------------------------------------------------------
-
     def export(self, out_dir: Path) -> Path:
         """Consolidate the latest checkpoint into `out_dir`: weights, config.json, tokenizer, codec, config, metrics."""
-        out_dir = Path(out_dir)
-        if self.dist.is_main:
-            tag = checkpoint.latest_tag(self.checkpoint_dir)
-            state = checkpoint.consolidated_state_dict(self.checkpoint_dir, tag)
-            if self.model_config.tie_embeddings:
-                state["lm_head.weight"] = state["embed.weight"]
-            model = MiniMindTTS(self.model_config, self.vocab.size)
-            model.load_state_dict(state, strict=True)
-            ours = (WEIGHTS, CONFIG, CODEC_FILE, CONFIG_FILE, METRICS_FILE)
-            tokenizer_files = [p for p in sorted(self.tokenizer_dir.iterdir()) if p.is_file() and p.name not in ours]
-            extras = [*tokenizer_files, self.checkpoint_dir / CODEC_FILE, self.checkpoint_dir / CONFIG_FILE,
-                      self.checkpoint_dir / METRICS_FILE]
-            save_model(model, self.vocab, self.generation, out_dir, extra_files=extras)
-            log.info("wrote %s from checkpoint %s", out_dir, tag)
-        torch.distributed.barrier()
-        return out_dir
+        return export_model(self.checkpoint_dir, self.model_config, self.vocab, self.generation, self.tokenizer_dir,
+                            out_dir, self.dist.is_main)
 
     def close(self) -> None:
         self.metrics.close()

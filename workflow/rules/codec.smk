@@ -4,10 +4,10 @@
 rule train_codec:
     input:
         audio=audio_shards(),
-        code=stage_sources("codec.train"),
+        preset=str(CFG.codec.train.preset_file),
+        code=stage_sources("train_codec"),
     output:
-        # One prefix for the three files: Snakemake caches a multi-file output only as a multiext.
-        multiext(f"{RESULTS}/codec/codec", checkpoint=".ckpt", config=".yaml", metrics=".metrics.json"),
+        multiext(TRAINED_CODEC, **TRAINED_CODEC_FILES),  # named in common.smk, where codec_file reads them
     # Between-workflow cache (`snakemake --cache`): the key is the command, params, code and upstream
     # provenance, never a path, so no param here may hold one.
     cache: True
@@ -21,7 +21,8 @@ rule train_codec:
         runtime=24 * 60,
         gpu=0,
     shell:
-        "python -m stages.codec.train \"$(dirname {output.checkpoint:q})\" {input.audio:q} --config-json {params.config:q}"
+        "python -m stages.train_codec {input.audio:q} --out-checkpoint {output.checkpoint:q}"
+        " --out-config {output.config:q} --out-metrics {output.metrics:q} --config-json {params.config:q}"
         " --threads {threads} 2> {log:q}"
 
 

@@ -6,11 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from stages.config import from_dict, to_dict
+from stages.config import PipelineConfig, from_dict, to_dict
 from stages.importers import listing_digest
-from stages.pipeline_config import PipelineConfig
-from stages.shards import shard_name
-from stages.sources import module_sources
+from stages.common.shards import shard_name
+from stages.common.sources import module_sources
 
 REPO = Path(workflow.basedir)
 CFG = from_dict(PipelineConfig, config)
@@ -88,11 +87,17 @@ def code_shards():
     return expand(f"{RESULTS}/codes/shard-{{shard}}.parquet", shard=SHARDS)
 
 
+# The files train_codec writes, named here once: one prefix, since Snakemake caches a multi-file output only
+# as a multiext. Its state and TensorBoard logs go beside them, in the prefix's folder.
+TRAINED_CODEC = f"{RESULTS}/codec/codec"
+TRAINED_CODEC_FILES = {"checkpoint": ".ckpt", "config": ".yaml", "metrics": ".metrics.json"}
+
+
 def codec_file(kind):
     """The codec's `config` (YAML) or `checkpoint`: trained by train_codec, or the official files configured."""
     if CFG.codec.source == "pretrained":
         return getattr(CFG.codec, kind)
-    return f"{RESULTS}/codec/codec.{'yaml' if kind == 'config' else 'ckpt'}"
+    return TRAINED_CODEC + TRAINED_CODEC_FILES[kind]
 
 
 def model_preset(train):
@@ -103,6 +108,11 @@ def deepspeed_config(train):
     return str(train.deepspeed_config)
 
 
+def named_samples(wildcards, input):
+    """NAME=FOLDER of each model's samples, as evaluate and report_pages take them."""
+    return [f"{model}={folder}" for model, folder in zip(MODELS, input.samples)]
+
+
 def training_curves():
     """NAME=TensorBoard folder of each training stage, for the report's curves."""
     codec = [] if CFG.codec.source == "pretrained" else [f"codec={RESULTS}/codec/tensorboard"]
@@ -111,7 +121,7 @@ def training_curves():
 
 def trained_codec_metrics():
     """The codec's training metrics, when this run trains its codec ([] for official weights)."""
-    return [] if CFG.codec.source == "pretrained" else f"{RESULTS}/codec/codec.metrics.json"
+    return [] if CFG.codec.source == "pretrained" else TRAINED_CODEC + TRAINED_CODEC_FILES["metrics"]
 
 
 def all_targets():

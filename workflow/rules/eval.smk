@@ -7,7 +7,7 @@ rule codec_eval:
         codes=code_shards(),
         codec_config=codec_file("config"),
         codec_checkpoint=codec_file("checkpoint"),
-        code=stage_sources("evaluate"),
+        code=stage_sources("codec_eval"),
     output:
         directory(f"{RESULTS}/codec_eval"),
     params:
@@ -19,7 +19,7 @@ rule codec_eval:
         mem_mb=4000,
         runtime=120,
     shell:
-        "python -m stages.evaluate --audio {input.audio:q} --codes {input.codes:q}"
+        "python -m stages.codec_eval --audio {input.audio:q} --codes {input.codes:q}"
         " --codec-config {input.codec_config:q} --codec-checkpoint {input.codec_checkpoint:q}"
         " --config-json {params.config:q} --out {output:q} --threads {threads} 2> {log:q}"
 
@@ -54,15 +54,12 @@ rule evaluate:
         baseline=f"{RESULTS}/codec_eval",
         samples=expand(f"{RESULTS}/samples/{{model}}", model=MODELS),
         audio=audio_shards(),
-        codes=code_shards(),
-        codec_config=codec_file("config"),
-        codec_checkpoint=codec_file("checkpoint"),
         code=stage_sources("evaluate"),
     output:
         directory(f"{RESULTS}/eval"),
     params:
         config=section_json(CFG.eval),
-        samples=lambda wildcards, input: [f"{m}={p}" for m, p in zip(MODELS, input.samples)],
+        samples=named_samples,
     log:
         f"{LOGS}/evaluate.log",
     threads: 1
@@ -70,19 +67,19 @@ rule evaluate:
         mem_mb=4000,
         runtime=120,
     shell:
-        "python -m stages.evaluate --audio {input.audio:q} --codes {input.codes:q} --baseline {input.baseline:q}"
-        " --samples {params.samples:q} --codec-config {input.codec_config:q}"
-        " --codec-checkpoint {input.codec_checkpoint:q} --config-json {params.config:q} --out {output:q}"
-        " --threads {threads} 2> {log:q}"
+        "python -m stages.evaluate --audio {input.audio:q} --baseline {input.baseline:q}"
+        " --samples {params.samples:q} --config-json {params.config:q} --out {output:q} --threads {threads}"
+        " 2> {log:q}"
 
 
 rule report_pages:
     input:
         eval=f"{RESULTS}/eval",
+        codec_eval=f"{RESULTS}/codec_eval",
         samples=expand(f"{RESULTS}/samples/{{model}}", model=MODELS),
         models=expand(f"{RESULTS}/{{model}}/model", model=MODELS),
         codec=trained_codec_metrics(),  # its TensorBoard folder is drawn, not read as an input
-        code=stage_sources("report"),
+        code=stage_sources("report_pages"),
     output:
         samples=report(f"{RESULTS}/report/samples.html", caption="../report/samples.rst", category="Samples"),
         metrics=report(f"{RESULTS}/report/metrics.html", caption="../report/metrics.rst", category="Metrics"),
@@ -91,7 +88,7 @@ rule report_pages:
         curves=report(f"{RESULTS}/report/curves.html", caption="../report/curves.rst", category="Training"),
         config=report(f"{RESULTS}/report/config.html", caption="../report/config.rst", category="Configuration"),
     params:
-        samples=lambda wildcards, input: [f"{m}={p}" for m, p in zip(MODELS, input.samples)],
+        samples=named_samples,
         curves=training_curves(),
         config=section_json(CFG),
         out_dir=lambda wildcards, output: str(Path(output.samples).parent),
@@ -102,5 +99,6 @@ rule report_pages:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m stages.report --eval {input.eval:q} --samples {params.samples:q} --curves {params.curves:q}"
+        "python -m stages.report_pages --eval {input.eval:q} --codec-eval {input.codec_eval:q}"
+        " --samples {params.samples:q} --curves {params.curves:q}"
         " --config-json {params.config:q} --out {params.out_dir:q} 2> {log:q}"

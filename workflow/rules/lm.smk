@@ -1,4 +1,5 @@
-# Stages 5-6: LM pretraining and SFT, one DeepSpeed trainer (stages.train_lm) with two config sections.
+# Stages 5-6: LM pretraining and SFT, one DeepSpeed trainer (stages.train_lm) with two config sections,
+# each named by --section in the errors about it.
 # Processes come from the rule's resources (workflow/scripts/torchrun.sh): one per GPU, resources.gpu in all over
 # resources.nodes nodes, or one CPU process; the resumable checkpoints live beside the declared output, so a
 # failed or killed job resumes instead of restarting.
@@ -28,7 +29,7 @@ rule pretrain:
     shell:
         "bash {input.launcher:q} {resources.nodes} {resources.gpu} -m stages.train_lm --codes {input.codes:q}"
         " --tokenizer {input.tokenizer:q} --out-dir {output:q} --checkpoint-dir {params.checkpoints:q}"
-        " --config-json {params.config:q} --threads {threads} 2> {log:q}"
+        " --section pretrain --config-json {params.config:q} --threads {threads} 2> {log:q}"
 
 
 rule sft:
@@ -55,4 +56,5 @@ rule sft:
     shell:
         "bash {input.launcher:q} {resources.nodes} {resources.gpu} -m stages.train_lm --codes {input.codes:q}"
         " --tokenizer {input.tokenizer:q} --init-from {input.init:q} --out-dir {output:q}"
-        " --checkpoint-dir {params.checkpoints:q} --config-json {params.config:q} --threads {threads} 2> {log:q}"
+        " --checkpoint-dir {params.checkpoints:q} --section sft --config-json {params.config:q} --threads {threads}"
+        " 2> {log:q}"

@@ -1,6 +1,6 @@
 """Stable assignment of utterances to shards and of sentences to splits.
 
-    python -c "from stages.shards import shard_of; print(shard_of('demo_awb_0001', 8))"
+    python -c "from stages.common.shards import shard_of; print(shard_of('demo_awb_0001', 8))"
 
 Both use a cryptographic hash of a string, not Python's salted hash(), so every machine and every run
 agrees; adding utterances never moves existing ones to another shard or split.

@@ -1,9 +1,9 @@
-"""Settings of one LM training run (pretrain or SFT): model, DeepSpeed, schedule, budget, batching, data subset.
+"""The `pretrain` section: one LM training run (model, DeepSpeed, schedule, budget, batching, data subset).
 
-    python -c "from stages.train.config import TrainConfig; print(TrainConfig())"
+    python -c "from stages.config.pretrain import TrainConfig; print(TrainConfig())"
 
-The defaults are sized for the CPU demo (tiny preset, a few hundred steps on 2 cores); the pipeline config
-holds one `TrainConfig` for pretraining and one for SFT (lower lr, fewer steps, a subset of the data).
+The defaults are sized for the CPU demo (tiny preset, a few hundred steps on 2 cores). The `sft` section
+(stages/config/sft.py) is the same run continued from pretrained weights, so it extends this class.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from stages.config import ConfigError, setting
+from stages.config.base import ConfigError, from_dict, setting
+from stages.config.model import ModelConfig
+from stages.config.presets import PRESET_NAME, REPO, preset_path, read_preset
 
-REPO = Path(__file__).resolve().parents[2]
-MODEL_PRESETS = REPO / "configs" / "model"
 DEEPSPEED_CONFIGS = REPO / "configs" / "deepspeed"
 
 # Keys that may change between a run and its resumption: how long to train and how often to log or save.
@@ -30,7 +30,7 @@ class TrainConfig:
 
     model: str = setting(
         "tiny", "model preset, configs/model/<name>.yaml; tiny trains on 2 CPU cores in minutes. Ignored with an "
-                "initial model (SFT), whose own shape is kept.", pattern=r"^[A-Za-z0-9_.-]+$")
+                "initial model (SFT), whose own shape is kept.", pattern=PRESET_NAME)
     dropout: Optional[float] = setting(
         None, "overrides the preset's dropout; null keeps it (0). 0.1 helps SFT on a small subset.",
         minimum=0.0, maximum=1.0)
@@ -105,13 +105,12 @@ class TrainConfig:
         if bad:
             raise ConfigError(f"{where}.splits: {bad} not allowed; train on 'train' (and 'valid' if you must), "
                               "never on 'eval'")
-        if not (MODEL_PRESETS / f"{self.model}.yaml").exists():
-            known = sorted(p.stem for p in MODEL_PRESETS.glob("*.yaml"))
-            raise ConfigError(f"{where}.model: no preset {self.model!r} in {MODEL_PRESETS}; known: {known}")
+        # the preset file's keys, checked when the DAG is built rather than when training starts
+        from_dict(ModelConfig, read_preset("model", self.model, f"{where}.model"), f"{where}.model ({self.model_preset})")
 
     @property
     def model_preset(self) -> Path:
-        return MODEL_PRESETS / f"{self.model}.yaml"
+        return preset_path("model", self.model)
 
     @property
     def deepspeed_config(self) -> Path:

@@ -1,11 +1,12 @@
 """Which source files a stage's result depends on, so Snakemake reruns a stage when its code changes.
 
-    python -c "from pathlib import Path; from stages.sources import module_sources; print(module_sources('stages.resample', Path('.')))"
+    python -c "from pathlib import Path; from stages.common.sources import module_sources; print(module_sources('stages.resample', Path('.')))"
 
 Snakemake tracks edits of a rule's inputs, not of an installed package, so each rule lists its stage's
 module and the `stages.*` modules it imports (found by reading import statements, transitively) as
-inputs. The config modules are left out on purpose: config *values* reach a job through its params,
-and adding a key for one stage must not rerun all the others.
+inputs. The config tree's root and machinery are left out on purpose: config *values* reach a job through
+its params, and adding a key for one stage must not rerun all the others; a stage still depends on the
+module of its own section (its checks and derived values, such as the codec's shape).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-CONFIG_MODULES = {"stages", "stages.config", "stages.pipeline_config"}
+CONFIG_MODULES = {"stages", "stages.config", "stages.config.base", "stages.config.pipeline"}
 
 
 def _module_file(module: str, repo: Path) -> Path | None:

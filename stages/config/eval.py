@@ -1,8 +1,7 @@
-"""Evaluation configuration: how samples are generated (`SynthesisConfig`) and what is scored (`EvalConfig`).
+"""The `eval` section: how samples are generated (`eval.synthesis`) and what is scored (stages synthesize,
+codec_eval, evaluate).
 
-    python -c "from stages.eval_config import EvalConfig; print(EvalConfig())"
-
-Kept apart from the stages so the pipeline config imports neither torch nor the metric models.
+    python -c "from stages.config.eval import EvalConfig; print(EvalConfig())"
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from stages.config import setting
+from stages.config.base import setting
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Stage `report_pages`: the HTML pages that `snakemake --report` embeds: players, metric tables, curves, config.
 
-    python -m stages.report --eval results/demo/eval --samples sft=results/demo/samples/sft \
+    python -m stages.report_pages --eval results/demo/eval --codec-eval results/demo/codec_eval \
+        --samples sft=results/demo/samples/sft \
         --curves codec=results/demo/codec/tensorboard pretrain=results/demo/pretrain.checkpoints/tensorboard \
         --config-json '{...}' --out results/demo/report
 
@@ -24,8 +25,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from stages.atomic import atomic_output
-from stages.synthesize import SAMPLES_FILE
+from stages.common.atomic import atomic_output
+from stages.common.cli import named_paths
+from stages.common.tables import SAMPLES, SAMPLES_FILE, SCORES_FILE, read_table, system_name
 
 STYLE = """<style>body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}th{background:#f4f4f4}
@@ -42,25 +44,24 @@ def audio_tag(path: Path) -> str:
     return f'<audio controls preload="none" src="data:audio/ogg;base64,{data}"></audio>'
 
 
-def samples_page(eval_dir: Path, samples: dict[str, Path], per_voice: int) -> str:
-    utterances = pq.read_table(eval_dir / "utterances.parquet", columns=["system", "utt_id", "voice", "text"])
+def samples_page(eval_dir: Path, codec_eval_dir: Path, samples: dict[str, Path], per_voice: int) -> str:
+    utterances = pq.read_table(eval_dir / SCORES_FILE, columns=["system", "utt_id", "voice", "text"])
     truth = [r for r in utterances.to_pylist() if r["system"] == "ground_truth"]
     by_voice = defaultdict(list)
     for r in truth:
         by_voice[r["voice"]].append(r)
     model_files = {}
     for name, folder in samples.items():
-        for s in pq.read_table(folder / SAMPLES_FILE).to_pylist():
-            system = name if s["mode"] == "speaker" else f"{name}_zero_shot"
-            model_files[(system, s["utt_id"])] = folder / s["path"]
+        for s in read_table(folder / SAMPLES_FILE, SAMPLES).to_pylist():
+            model_files[(system_name(name, s["mode"]), s["utt_id"])] = folder / s["path"]
     systems = sorted({system for system, _ in model_files})
     head = "".join(f"<th>{html.escape(s)}</th>" for s in ["voice", "text", "ground truth", "codec", *systems])
     rows = []
     for voice in sorted(by_voice):
         for r in by_voice[voice][:per_voice]:
             cells = [html.escape(voice), f'<span>{html.escape(r["text"])}</span>',
-                     audio_tag(eval_dir / "ground_truth" / f"{r['utt_id']}.wav"),
-                     audio_tag(eval_dir / "codec" / f"{r['utt_id']}.wav")]
+                     audio_tag(codec_eval_dir / "ground_truth" / f"{r['utt_id']}.wav"),
+                     audio_tag(codec_eval_dir / "codec" / f"{r['utt_id']}.wav")]
             cells += [audio_tag(model_files[(s, r["utt_id"])]) if (s, r["utt_id"]) in model_files else "–"
                       for s in systems]
             rows.append("<tr>" + "".join(f'<td class="text">{c}</td>' if i < 2 else f"<td>{c}</td>"
@@ -100,7 +101,7 @@ TRANSCRIPT_COLUMNS = ("transcript", "wer", "cer", "ps_transcript", "ps_wer", "ps
 
 def transcripts_page(eval_dir: Path) -> str:
     """Every scored clip's transcripts beside its text, grouped by voice and sentence, so a WER can be read."""
-    table = pq.read_table(eval_dir / "utterances.parquet")
+    table = pq.read_table(eval_dir / SCORES_FILE)
     present = [c for c in TRANSCRIPT_COLUMNS if c in table.column_names]
     rows = [r for r in table.select(["system", "utt_id", "voice", "text", *present]).to_pylist()
             if r.get("transcript") or r.get("ps_transcript")]
@@ -174,32 +175,29 @@ def config_page(config: dict) -> str:
             f"<pre>{html.escape(text)}</pre></body></html>")
 
 
-def build_report(eval_dir: Path, samples: dict[str, Path], curves: dict[str, Path], config: dict, out: Path,
-                 per_voice: int = 3) -> None:
+def build_report(eval_dir: Path, codec_eval_dir: Path, samples: dict[str, Path], curves: dict[str, Path],
+                 config: dict, out: Path, per_voice: int = 3) -> None:
     with atomic_output(out) as tmp:
         tmp.mkdir(parents=True)
-        (tmp / "samples.html").write_text(samples_page(eval_dir, samples, per_voice), encoding="utf-8")
+        (tmp / "samples.html").write_text(samples_page(eval_dir, codec_eval_dir, samples, per_voice), encoding="utf-8")
         (tmp / "metrics.html").write_text(metrics_page(eval_dir), encoding="utf-8")
         (tmp / "transcripts.html").write_text(transcripts_page(eval_dir), encoding="utf-8")
         (tmp / "curves.html").write_text(curves_page(curves), encoding="utf-8")
         (tmp / "config.html").write_text(config_page(config), encoding="utf-8")
 
 
-def _pairs(items: list[str]) -> dict[str, Path]:
-    return {k: Path(v) for k, v in (item.split("=", 1) for item in items)}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--eval", type=Path, required=True)
+    parser.add_argument("--eval", type=Path, required=True, help="the evaluate output folder")
+    parser.add_argument("--codec-eval", type=Path, required=True, help="the codec_eval output folder (its WAVs)")
     parser.add_argument("--samples", nargs="*", default=[], help="NAME=FOLDER of each synthesize output")
     parser.add_argument("--curves", nargs="*", default=[], help="NAME=TENSORBOARD_FOLDER")
     parser.add_argument("--config-json", default="{}", help="the resolved pipeline config")
     parser.add_argument("--per-voice", type=int, default=3, help="utterances with players per voice")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    build_report(args.eval, _pairs(args.samples), _pairs(args.curves), json.loads(args.config_json), args.out,
-                 args.per_voice)
+    build_report(args.eval, args.codec_eval, named_paths(args.samples, "--samples"),
+                 named_paths(args.curves, "--curves"), json.loads(args.config_json), args.out, args.per_voice)
 
 
 if __name__ == "__main__":

@@ -1,52 +1,41 @@
-"""Train a WavTokenizer codec on the corpus's audio shards, for when no official weights are at hand.
+"""The WavTokenizer objective and one optimizer step of it: what stage train_codec runs.
 
-    python -m stages.codec.train OUT_DIR AUDIO_SHARD.parquet [...] [--config codec_train.yaml | --config-json '{...}']
-        [--threads N] [--device cpu|cuda]
+    python -m stages.train_codec AUDIO_SHARD.parquet [...] --out-checkpoint codec.ckpt --out-config codec.yaml \
+        --out-metrics codec.metrics.json      # the stage (stages/train_codec.py), which loops over `train_step`
 
-The WavTokenizer objective: 45 x log-mel L1 + 1000 x commitment loss, and (from `gan_start_step`) hinge
-losses and feature matching against a multi-period and a multi-resolution critic; AdamW with a cosine
-schedule; random crops. Keeping the single 4,096-code EMA codebook alive takes four things here: an
-LSUV rescale of the encoder at step 0 (a fresh SEANet maps all audio to nearly one point), a warm-up of
-`vq_warmup_steps` with the quantizer bypassed, then k-means on a sample of latents to initialise the
-codebook (a randomly initialised EMA codebook collapses to a handful of codes), and restarts of codes
+45 x log-mel L1 + 1000 x commitment loss, and (from `gan_start_step`) hinge losses and feature matching
+against a multi-period and a multi-resolution critic; AdamW with warm-up + cosine (stages/train/schedule.py,
+shared with the LM); random crops. Keeping the single 4,096-code EMA codebook alive takes four things
+here: an LSUV rescale of the encoder at step 0 (a fresh SEANet maps all audio to nearly one point), a
+warm-up of `vq_warmup_steps` with the quantizer bypassed, then k-means on a sample of latents to initialise
+the codebook (a randomly initialised EMA codebook collapses to a handful of codes), and restarts of codes
 that fall out of use.
-
-OUT_DIR receives `codec.ckpt` + `codec.yaml` in the official layout (our loader and the official code
-load them), `state.pt` (everything needed to resume: weights, optimisers, step, RNG states),
-`codec.metrics.json` and TensorBoard logs. Rerunning the command resumes from `state.pt`.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
-import logging
-import math
-import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
-import yaml
 from torch import Tensor
 
-from stages.atomic import atomic_output
+from stages.common.atomic import atomic_output
 from stages.codec.discriminators import (Discriminators, MelLoss, discriminator_hinge, feature_matching,
                                          generator_hinge)
 from stages.codec.loader import save_codec
 from stages.codec.model import WavTokenizer
-from stages.codec_config import CodecTrainConfig
+from stages.config.codec import CodecTrainConfig
 from stages.codec.seanet import SConv1d
-from stages.config import from_dict, to_dict
-from stages.tables import AUDIO_SHARD, read_table
+from stages.config import to_dict
+from stages.train.schedule import warmup_cosine
 
 # Per-channel spread of the encoder's initial latents: wide enough for k-means to separate frames, small
 # enough that the official 1000x commitment loss (an MSE in latent units) stays a fraction of the mel loss.
 LATENT_STD = 0.1
-log = logging.getLogger(__name__)
+
 
 def random_crops(clips: Sequence[np.ndarray], batch: int, samples: int, generator: torch.Generator) -> Tensor:
     """`batch` crops of `samples` from clips drawn with probability proportional to length; short clips are zero-padded."""
@@ -61,14 +50,6 @@ def random_crops(clips: Sequence[np.ndarray], batch: int, samples: int, generato
     return out
 
 
-def cosine_with_warmup(warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    return factor
-
-
 class CodecTrainer:
     """The generator, the critics, their optimisers and the step counter, with save/resume."""
 
@@ -80,7 +61,7 @@ class CodecTrainer:
             config.dead_code_usage * self.frames_per_step / config.codebook_size)
         self.critics = Discriminators(len(self.model.arch.bandwidths), config.critic_width).to(device)
         self.mel_loss = MelLoss(self.model.sample_rate).to(device)
-        self.schedule = cosine_with_warmup(config.warmup_steps, config.steps)
+        self.schedule = warmup_cosine(config.warmup_steps, config.steps, min_ratio=0.0)
         self.opt_g = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate)
         self.opt_d = torch.optim.AdamW(self.critics.parameters(), lr=config.learning_rate)
         self.data_rng = torch.Generator().manual_seed(config.seed)
@@ -108,11 +89,11 @@ class CodecTrainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         self.step = state["step"]
 
-    def export(self, prefix: Path) -> None:
-        """`prefix`.ckpt + `prefix`.yaml in the official layout; the critics only once they have trained."""
+    def export(self, checkpoint: Path, codec_yaml: Path) -> None:
+        """The generator as an official-layout checkpoint + YAML; the critics only once they have trained."""
         c = self.config
         critics = self.critics.state_dict() if self.step > c.gan_start_step else None
-        save_codec(self.model, prefix.with_suffix(".ckpt"), prefix.with_suffix(".yaml"), extra_state=critics,
+        save_codec(self.model, checkpoint, codec_yaml, extra_state=critics,
                    global_step=self.step, training={"initial_learning_rate": c.learning_rate,
                                                     "mel_loss_coeff": c.mel_loss_coeff,
                                                     "mrd_loss_coeff": c.mrd_loss_coeff})
@@ -221,82 +202,3 @@ def lsuv_init(model: WavTokenizer, audio: Tensor) -> None:
         inner = conv.conv.conv
         inner.weight_g.div_(std.view(-1, 1, 1))
         inner.bias.sub_(out.mean(1)).div_(std)
-
-
-def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndarray], out_dir: Path,
-                config: CodecTrainConfig, device: str = "cpu", progress: bool = True) -> dict[str, float]:
-    """Train (or resume) a codec in `out_dir`; returns the final metrics also written to codec.metrics.json."""
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
-
-    if not train_clips:
-        raise ValueError("train_codec: no training audio")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = CodecTrainer(config, torch.device(device))
-    state_path = out_dir / "state.pt"
-    if state_path.exists():
-        trainer.resume(state_path)
-        log.info("resumed from %s: step %d of %d", state_path, trainer.step, config.steps)
-    writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=trainer.step)
-    started, first_step = time.monotonic(), trainer.step
-    bar = tqdm(total=config.steps, initial=trainer.step, disable=not progress, desc="train_codec", unit="step")
-    while trainer.step < config.steps:
-        logs = trainer.train_step(train_clips)
-        bar.update(1)
-        bar.set_postfix(mel=f"{logs['generator/mel_l1']:.3f}", codes=int(logs.get("codebook/codes_in_batch", 0)))
-        if trainer.step % config.log_every == 0:
-            for key, value in logs.items():
-                writer.add_scalar(key, value, trainer.step)
-        if config.snapshot_every and trainer.step % config.snapshot_every == 0:
-            trainer.export(out_dir / "snapshots" / f"step-{trainer.step:06d}")
-        if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-            trainer.save(state_path)
-    bar.close()
-    metrics = {"steps": trainer.step, "seconds_this_run": time.monotonic() - started,
-               "steps_per_second_this_run": (trainer.step - first_step) / max(1e-9, time.monotonic() - started),
-               **trainer.evaluate(valid_clips or train_clips)}
-    for key in ("valid/mel_l1", "valid/codes_used"):
-        writer.add_scalar(key, metrics[key], trainer.step)
-    writer.close()
-    trainer.export(out_dir / "codec")
-    with atomic_output(out_dir / "codec.metrics.json") as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
-
-
-def read_audio_shards(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Training and validation waveforms (float32, mono) from `resample` audio shards; eval clips stay unseen."""
-    train, valid = [], []
-    for path in paths:
-        table = read_table(Path(path), AUDIO_SHARD, columns=["split", "audio"])
-        for split, audio in zip(table.column("split").to_pylist(), table.column("audio").to_pylist()):
-            if split in ("train", "valid"):
-                wav, _ = sf.read(io.BytesIO(audio), dtype="float32")  # FLAC bytes, as stages.audio writes them
-                (train if split == "train" else valid).append(wav if wav.ndim == 1 else wav.mean(axis=1))
-    return train, valid
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.codec.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("shards", type=Path, nargs="+", help="audio shards written by the resample stage")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--config", type=Path, help="YAML file: a mapping of CodecTrainConfig keys")
-    source.add_argument("--config-json", help="the same mapping as a JSON string (what the Snakemake rule passes)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    values = (yaml.safe_load(args.config.read_text()) if args.config
-              else json.loads(args.config_json) if args.config_json else {})
-    config = from_dict(CodecTrainConfig, values, str(args.config or "codec.train"))
-    train, valid = read_audio_shards(args.shards)
-    metrics = train_codec(train, valid, args.out_dir, config, args.device)
-    print(json.dumps(metrics, indent=2))
-
-
-if __name__ == "__main__":
-    main()

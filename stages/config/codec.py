@@ -1,18 +1,21 @@
-"""Codec configuration: the WavTokenizer sizes (`CodecArch`) and how the pipeline trains one (`CodecTrainConfig`).
+"""The `codec` section: which WavTokenizer turns audio into codes, and how stage train_codec trains one.
 
-    python -c "from stages.codec_config import CodecTrainConfig; print(CodecTrainConfig().arch())"
+    python -c "from stages.config.codec import CodecTrainConfig; print(CodecTrainConfig().arch())"
 
-Kept apart from the torch modules so the pipeline config (read by every Snakemake run) imports no torch.
+`CodecArch` is the codec's shape; its sizes come from a preset file, configs/codec/<codec.train.preset>.yaml.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
-from stages.config import ConfigError, from_dict, setting, to_dict
+import yaml
 
+from stages.config.base import ConfigError, from_dict, setting, to_dict
+from stages.config.presets import PRESET_NAME, preset_path, read_preset
 
 
 @dataclass(frozen=True)
@@ -58,22 +61,15 @@ class CodecArch:
 
 FRAME_RATES = {40: {"downsamples": (6, 5, 5, 4), "hop_length": 600, "n_fft": 2400},
                75: {"downsamples": (8, 5, 4, 2), "hop_length": 320, "n_fft": 1280}}
-# Sizes as data: `full` is the published model; `demo` fits the CPU demo's 15-minute budget; `tiny` is for tests.
-PRESETS = {
-    "tiny": {"seanet_n_filters": 4, "seanet_dimension": 32, "backbone_dim": 64, "backbone_intermediate_dim": 192,
-             "backbone_layers": 1, "kmeans_iters": 10, "latent_norm": "l2"},
-    "demo": {"seanet_n_filters": 16, "seanet_dimension": 128, "backbone_dim": 256, "backbone_intermediate_dim": 768,
-             "backbone_layers": 4, "kmeans_iters": 30, "latent_norm": "l2"},
-    "full": {},
-}
 
 
 @dataclass(frozen=True)
 class CodecTrainConfig:
     """How the pipeline's own codec is trained (stage train_codec)."""
 
-    preset: Literal["tiny", "demo", "full"] = setting(
-        "demo", "model size: demo trains on 2 CPU cores within the demo's budget; full is the published size (GPU).")
+    preset: str = setting(
+        "demo", "model size, configs/codec/<name>.yaml: demo trains on 2 CPU cores within the demo's budget; full "
+        "is the published size (GPU); tiny is for tests.", pattern=PRESET_NAME)
     frame_rate: Literal[40, 75] = setting(
         75, "codes per second; 75/s resynthesises more intelligibly (published WER 3.98 vs 11.2 at 40/s).")
     codebook_size: int = setting(4096, "codes in the single codebook; the LM's speech vocabulary.", minimum=16)
@@ -110,8 +106,45 @@ class CodecTrainConfig:
         if self.vq_warmup_steps >= self.steps:
             raise ConfigError(f"{where}.vq_warmup_steps: {self.vq_warmup_steps} must be below steps {self.steps}, "
                               "or the codebook is never initialised")
+        self.arch(where)  # the preset file's keys, checked when the DAG is built
 
-    def arch(self) -> CodecArch:
-        values = {**to_dict(CodecArch()), **PRESETS[self.preset], **FRAME_RATES[self.frame_rate],
-                  "codebook_size": self.codebook_size}
-        return from_dict(CodecArch, values, f"preset {self.preset}")
+    @property
+    def preset_file(self) -> Path:
+        return preset_path("codec", self.preset)
+
+    def arch(self, where: str = "codec.train") -> CodecArch:
+        """The shape to train: the preset's sizes, with the frame rate and codebook size of this config."""
+        values = {**to_dict(CodecArch()), **read_preset("codec", self.preset, f"{where}.preset"),
+                  **FRAME_RATES[self.frame_rate], "codebook_size": self.codebook_size}
+        return from_dict(CodecArch, values, f"{where}.preset ({self.preset_file})")
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Which WavTokenizer codec turns audio into codes: one the pipeline trains, or official weights."""
+
+    source: Literal["train", "pretrained"] = setting(
+        "train", "train: stage train_codec makes one from the corpus (no weights can be downloaded offline); "
+        "pretrained: use the official checkpoint + YAML named below.")
+    checkpoint: Optional[str] = setting(None, "official WavTokenizer Lightning .ckpt (source: pretrained).")
+    config: Optional[str] = setting(None, "the YAML the checkpoint was trained with (source: pretrained).")
+    train: CodecTrainConfig = setting(CodecTrainConfig(), "how stage train_codec trains the codec (source: train).")
+    batch_seconds: float = setting(
+        60.0, "extract_codes: padded audio seconds per batch; length bucketing keeps padding small.",
+        exclusiveMinimum=0.0)
+
+    def validate(self, where: str) -> None:
+        if self.source == "pretrained":
+            for key in ("checkpoint", "config"):
+                value = getattr(self, key)
+                if not value:
+                    raise ConfigError(f"{where}.{key}: required when {where}.source is 'pretrained'")
+                if not Path(value).is_file():
+                    raise ConfigError(f"{where}.{key}: {value!r} is not a file")
+
+    def sample_rate(self) -> int:
+        """The rate the codec works at: its preset's (source: train), or the one its YAML records (pretrained)."""
+        if self.source == "train":
+            return self.train.arch().sample_rate
+        tree = yaml.safe_load(Path(self.config).read_text(encoding="utf-8")) or {}
+        return int(((tree.get("model") or {}).get("init_args") or {}).get("sample_rate", 24000))

@@ -11,9 +11,7 @@ rejecting unknown keys and wrong types with the dotted name of the offending key
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-import sys
 import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -168,17 +166,3 @@ def json_schema(cls: type) -> dict:
     if cls.__doc__:
         schema["description"] = " ".join(cls.__doc__.split())
     return schema
-
-
-def main(argv: list[str] | None = None) -> None:
-    from stages.pipeline_config import PipelineConfig
-
-    argv = sys.argv[1:] if argv is None else argv
-    if argv != ["schema"]:
-        raise SystemExit("usage: python -m stages.config schema > workflow/schemas/config.schema.json")
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **json_schema(PipelineConfig)}
-    print(json.dumps(schema, indent=2, ensure_ascii=False))
-
-
-if __name__ == "__main__":
-    main()

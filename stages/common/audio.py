@@ -1,6 +1,6 @@
 """Audio conditioning shared by the stages: decode, downmix, resample, trim, level, encode to FLAC.
 
-    python -c "from stages.audio import read_audio; print(read_audio('tests/fixtures/arctic/arctic_a0007.wav')[1])"
+    python -c "from stages.common.audio import read_audio; print(read_audio('tests/fixtures/arctic/arctic_a0007.wav')[1])"
 
 Files are read with soundfile (WAV of any PCM width or float, FLAC, OGG, ...); resampling and loudness
 use torchaudio's functional ops. A clip that cannot be used raises `Unusable` with a short reason code
@@ -10,6 +10,7 @@ quarantine row; it is never silently dropped.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 import torchaudio.functional as AF
 
-if TYPE_CHECKING:  # pipeline_config imports the stages' own configs, some of which use this module
-    from stages.pipeline_config import AudioConfig
+if TYPE_CHECKING:  # annotations only: this module needs none of the config's code
+    from stages.config.audio import AudioConfig
 
 # BS.1770 measures loudness in 400 ms blocks; shorter clips are zero-padded (gating ignores the padding).
 _LOUDNESS_BLOCK_SECONDS = 0.4
@@ -60,10 +62,22 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=0) if samples.shape[0] > 1 else samples[0]
 
 
+@functools.lru_cache(maxsize=8)
+def _resampler(rate: int, target_rate: int) -> torchaudio.transforms.Resample:
+    return torchaudio.transforms.Resample(rate, target_rate)
+
+
 def resample(mono: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """torchaudio's `Resample`, as WavTokenizer's own convert_audio: the one resampler of the project.
+
+    Another resampler (soxr, librosa, scipy, even `torchaudio.functional.resample` at some rate pairs)
+    gives slightly different samples and can change codes. The transform (its sinc kernel) is kept per
+    rate pair, so a shard of same-rate clips builds it once.
+    """
     if rate == target_rate:
         return mono
-    return AF.resample(torch.from_numpy(mono), rate, target_rate).numpy()
+    with torch.no_grad():
+        return _resampler(rate, target_rate)(torch.from_numpy(np.ascontiguousarray(mono))).numpy()
 
 
 def trim_silence(mono: np.ndarray, rate: int, top_db: float, margin_seconds: float) -> np.ndarray:
@@ -115,5 +129,6 @@ def encode_flac(mono: np.ndarray, rate: int) -> bytes:
 
 
 def decode_flac(data: bytes) -> tuple[np.ndarray, int]:
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32")
-    return samples, rate
+    """The FLAC bytes of an audio shard row as float32 mono samples and their rate."""
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return to_mono(np.ascontiguousarray(samples.T)), rate

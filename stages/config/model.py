@@ -1,6 +1,6 @@
-"""Model and generation settings of the MiniMind-TTS language model.
+"""The LM's preset files (configs/model/*.yaml, named by `pretrain.model`) and its decoding settings.
 
-    python -c "from stages.lm.config import load_model_config; print(load_model_config('configs/model/26m.yaml'))"
+    python -c "from stages.config.model import load_model_config; print(load_model_config('configs/model/26m.yaml'))"
 
 A model preset (`configs/model/*.yaml`) fills `ModelConfig`; vocabulary sizes are not part of it, because
 they come from the fitted tokenizer and the codec when the model is built (see `stages.lm.vocab.Vocab`).
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
-from stages.config import ConfigError, from_dict, setting
+from stages.config.base import ConfigError, setting
+from stages.config.presets import load_yaml_as
 
 
 @dataclass(frozen=True)
@@ -113,6 +112,4 @@ class GenerationConfig:
 
 def load_model_config(path: str | Path, overrides: Optional[dict] = None) -> ModelConfig:
     """Read a model preset YAML (configs/model/*.yaml), optionally with keys overridden."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    data.update(overrides or {})
-    return from_dict(ModelConfig, data, f"model ({path})")
+    return load_yaml_as(ModelConfig, path, overrides, f"model ({path})")
