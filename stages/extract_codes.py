@@ -26,6 +26,7 @@ from stages.common.audio import decode_flac
 from stages.codec import codec_id, load_codec
 from stages.codec.model import WavTokenizer
 from stages.common.tables import AUDIO_SHARD, CODES, IDENTITY_COLUMNS, read_table, write_table
+from stages.common.devices import job_device
 from stages.common.cli import start
 
 log = logging.getLogger("extract_codes")
@@ -68,8 +69,7 @@ def encode_clips(codec: WavTokenizer, clips: list[np.ndarray], batch_seconds: fl
 def extract_codes(audio: Path, codec_config: Path, codec_checkpoint: Path, out: Path,
                   batch_seconds: float = 60.0, device: str = "auto") -> int:
     """Encode every clip of an audio shard; returns the number of utterances written."""
-    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          "cpu" if device == "auto" else device)
+    target = torch.device(job_device(device))
     codec = load_codec(codec_config, codec_checkpoint, device=target)
     if codec.arch.codebook_size > np.iinfo(np.uint16).max + 1:
         raise ValueError(f"codebook of {codec.arch.codebook_size} codes does not fit the uint16 codes column")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was given GPUs), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     start(threads=args.threads)
     extract_codes(args.audio, args.codec_config, args.codec_checkpoint, args.out, args.batch_seconds, args.device)

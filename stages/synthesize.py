@@ -20,10 +20,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import soundfile as sf
-import torch
 from tqdm import tqdm
 
 from stages.common.atomic import atomic_output
+from stages.common.devices import job_device
 from stages.common.cli import config_section, start
 from stages.common.tables import CODES, SAMPLES, SAMPLES_FILE, read_table, write_table
 from stages.config.eval import SynthesisConfig
@@ -105,11 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-json", default="{}", help="the `eval.synthesis` config section as JSON")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was "
+                        "given GPUs), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     start(threads=args.threads)
     cfg = config_section(SynthesisConfig, args.config_json, "eval.synthesis")
-    synthesize(args.model, args.codec_config, args.codec_checkpoint, args.codes, args.out, cfg, args.device)
+    synthesize(args.model, args.codec_config, args.codec_checkpoint, args.codes, args.out, cfg,
+               job_device(args.device))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import yaml
 from stages.codec.trainer import CodecTrainer
 from stages.config.codec import CodecTrainConfig
 from stages.common.atomic import atomic_output
+from stages.common.devices import job_device
 from stages.common.cli import config_section, start
 from stages.common.tables import AUDIO_SHARD, read_table
 from stages.config import from_dict
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--config", type=Path, help="YAML file: a mapping of CodecTrainConfig keys")
     source.add_argument("--config-json", help="the same mapping as a JSON string (what the Snakemake rule passes)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was "
+                        "given GPUs), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     start(threads=args.threads)
     if args.config:
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         config = config_section(CodecTrainConfig, args.config_json or "{}", "codec.train")
     train, valid = read_audio_shards(args.shards)
-    metrics = train_codec(train, valid, args.out_checkpoint, args.out_config, args.out_metrics, config, args.device)
+    metrics = train_codec(train, valid, args.out_checkpoint, args.out_config, args.out_metrics, config,
+                          job_device(args.device))
     print(json.dumps(metrics, indent=2))
 
 

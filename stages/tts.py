@@ -16,8 +16,8 @@ import argparse
 from pathlib import Path
 
 import soundfile as sf
-import torch
 
+from stages.common.devices import job_device
 from stages.common.audio import read_audio, resample, to_mono
 from stages.runtime import Synthesizer
 
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ras-window", type=int, help="repetition-aware sampling window in codes; 0 disables")
     parser.add_argument("--ras-tau", type=float, help="RAS threshold (share of the window)")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was "
+                        "given GPUs), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     if (args.prompt_wav is None) != (args.prompt_text is None):
         parser.error("--prompt-wav and --prompt-text go together")
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--text-file needs --out-dir")
     overrides = {k: v for k, v in (("temperature", args.temperature), ("seed", args.seed),
                                    ("ras_window", args.ras_window), ("ras_tau", args.ras_tau)) if v is not None}
-    tts = Synthesizer(args.model, args.codec_config, args.codec_checkpoint, args.device, **overrides)
+    tts = Synthesizer(args.model, args.codec_config, args.codec_checkpoint, job_device(args.device), **overrides)
     prompt = None
     if args.prompt_wav is not None:
         samples, rate = read_audio(str(args.prompt_wav))

@@ -113,3 +113,32 @@ def test_the_launcher_refuses_a_layout_it_cannot_start(tmp_path, nodes, gpus, en
 
 def test_every_sharded_rule_becomes_one_job_per_shard(slurm_plan):
     assert len(slurm_plan["resample"]) == len(slurm_plan["extract_codes"]) == 2
+
+
+def test_the_launcher_tells_the_trainer_how_many_gpus_it_was_given(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "torchrun").write_text('#!/bin/sh\necho "gpus=$MINIMIND_GPUS"\n')
+    (bin_dir / "torchrun").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    assert launch(env, "1", "4").stdout.strip() == "gpus=4"
+    assert launch(env, "1", "0").stdout.strip() == "gpus=0"
+
+
+def test_a_job_given_gpus_without_usable_cuda_stops_at_once_naming_the_build(monkeypatch):
+    import torch
+
+    from stages.common import devices
+
+    def unusable():
+        import warnings
+
+        warnings.warn("The NVIDIA driver on your system is too old (found version 11040).")
+        return False
+
+    monkeypatch.setattr(torch.cuda, "is_available", unusable)
+    monkeypatch.setenv(devices.GPUS_ENV, "8")
+    with pytest.raises(devices.GpuUnusable, match=rf"asks for 8 GPU.*torch {re.escape(torch.__version__)}.*too old"):
+        devices.cuda_for_job()
+    monkeypatch.setenv(devices.GPUS_ENV, "0")
+    assert devices.cuda_for_job() is False  # a CPU job on a CPU machine: no error

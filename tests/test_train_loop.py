@@ -282,3 +282,12 @@ def test_the_stage_function_writes_the_model_folder(corpus, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "model.safetensors", "config.json", "spm.model", "spm.vocab", "normalizer.json", "tokenizer.json",
         "codec.json", "train_config.json", "metrics.jsonl"])
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_zero_configs_accumulate_and_reduce_gradients_in_fp32(stage):
+    from stages.train.engine import deepspeed_config
+
+    ds = deepspeed_config(TrainConfig(zero_stage=stage), world_size=8, precision="bf16")
+    assert ds["data_types"] == {"grad_accum_dtype": "fp32"} and ds["communication_data_type"] == "fp32"
+    assert ds["bf16"] == {"enabled": True} and not any(k.startswith("_") for k in ds)

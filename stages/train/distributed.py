@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from stages.common.devices import cuda_for_job
+
 SHM_COMM_OP = "deepspeed_shm_comm"   # ShareMemCommBuilder.NAME in deepspeed/ops/op_builder/cpu/comm.py
 
 
@@ -49,8 +51,11 @@ def single_process_defaults() -> list[str]:
 
 
 def init_distributed() -> Dist:
-    """Join (or, in a world of one, create) the process group; pick this process's device."""
-    cuda = torch.cuda.is_available()
+    """Join (or, in a world of one, create) the process group; pick this process's device.
+
+    A job given GPUs (MINIMIND_GPUS) on which CUDA is unusable stops here, before any work (GpuUnusable).
+    """
+    cuda = cuda_for_job()
     if not cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # skips DeepSpeed's detection and its warning
     import deepspeed

@@ -64,7 +64,7 @@ def fingerprint_changes(saved: dict, now: dict) -> list[str]:
 def claim_checkpoint_dir(checkpoint_dir: Path, fingerprint: dict, is_main: bool) -> Optional[str]:
     """The checkpoint to resume from, or None to start afresh; a folder of another run is moved aside.
 
-    Called on every process (it ends on a barrier); only the main process changes the folder.
+    Called on every process (it ends on a broadcast of the tag); only the main process reads or changes the folder.
     """
     fingerprint_file = checkpoint_dir / FINGERPRINT_FILE
     if is_main:
@@ -83,8 +83,11 @@ def claim_checkpoint_dir(checkpoint_dir: Path, fingerprint: dict, is_main: bool)
             checkpoint_dir.mkdir()
         if checkpoint.latest_tag(checkpoint_dir) is None:  # fresh, or killed before its first checkpoint
             fingerprint_file.write_text(json.dumps(fingerprint, indent=2, ensure_ascii=False) + "\n")
-    torch.distributed.barrier()
-    return checkpoint.latest_tag(checkpoint_dir)
+    # The main process's answer, sent to all: on a shared filesystem (NFS) another node may still see the
+    # folder as it was before it was moved aside, and ranks that disagree on the tag hang in the first load.
+    tag = [checkpoint.latest_tag(checkpoint_dir) if is_main else None]
+    torch.distributed.broadcast_object_list(tag, src=0)
+    return tag[0]
 
 
 def client_state(step: int, tokens: int, position: Position, dist: Dist) -> dict:

@@ -21,9 +21,9 @@ rule train_codec:
         runtime=24 * 60,
         gpu=0,
     shell:
-        "python -m stages.train_codec {input.audio:q} --out-checkpoint {output.checkpoint:q}"
-        " --out-config {output.config:q} --out-metrics {output.metrics:q} --config-json {params.config:q}"
-        " --threads {threads} 2> {log:q}"
+        "MINIMIND_GPUS={resources.gpu} python -m stages.train_codec {input.audio:q}"
+        " --out-checkpoint {output.checkpoint:q} --out-config {output.config:q} --out-metrics {output.metrics:q}"
+        " --config-json {params.config:q} --threads {threads} 2> {log:q}"
 
 
 rule extract_codes:
@@ -47,6 +47,7 @@ rule extract_codes:
         runtime=120,
         gpu=0,
     shell:
-        "python -m stages.extract_codes --audio {input.audio:q} --codec-config {input.codec_config:q}"
-        " --codec-checkpoint {input.codec_checkpoint:q} --out {output:q} --batch-seconds {params.batch_seconds}"
+        "MINIMIND_GPUS={resources.gpu} python -m stages.extract_codes --audio {input.audio:q}"
+        " --codec-config {input.codec_config:q} --codec-checkpoint {input.codec_checkpoint:q} --out {output:q}"
+        " --batch-seconds {params.batch_seconds}"
         " --threads {threads} 2> {log:q}"

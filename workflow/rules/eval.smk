@@ -44,7 +44,7 @@ rule synthesize:
         runtime=120,
         gpu=0,
     shell:
-        "python -m stages.synthesize --model {input.model:q} --codes {input.codes:q}"
+        "MINIMIND_GPUS={resources.gpu} python -m stages.synthesize --model {input.model:q} --codes {input.codes:q}"
         " --codec-config {input.codec_config:q} --codec-checkpoint {input.codec_checkpoint:q}"
         " --config-json {params.config:q} --out {output:q} --threads {threads} 2> {log:q}"
 

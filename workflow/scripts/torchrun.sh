@@ -13,6 +13,8 @@ if (( $# < 3 )); then
 fi
 nodes=$1 gpus=$2
 shift 2
+# the trainer stops at once when it was given GPUs and CUDA is unusable (stages/common/devices.py)
+export MINIMIND_GPUS=$gpus
 if (( nodes <= 1 )); then
     exec torchrun --standalone --nproc_per_node "$(( gpus > 0 ? gpus : 1 ))" "$@"
 fi
