@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from stages.lm.model import MiniMindTTS
+from stages.lm.vocab import IGNORE_INDEX
 from stages.config.pretrain import TrainConfig
 from stages.train.data import Batch
 from stages.train.distributed import Dist
@@ -99,12 +100,31 @@ def build_engine(model: MiniMindTTS, config: TrainConfig, world_size: int, preci
     return engine
 
 
-def train_step(engine, batches: Sequence[Batch], device: torch.device) -> StepStats:
-    """Forward and backward over `batches`, the micro-batches of one optimizer step (the engine steps at the last)."""
+def global_targets(batches: Sequence[Batch], dist: Dist | None) -> int:
+    """Supervised targets of this optimizer step: every micro-batch, summed over all processes (one collective)."""
+    local = sum(int((b.targets != IGNORE_INDEX).sum()) for b in batches)  # CPU tensors: no device sync
+    if dist is None or dist.world_size == 1:
+        return local
+    total = torch.tensor([local], dtype=torch.int64, device=dist.device)
+    torch.distributed.all_reduce(total)
+    return int(total.item())
+
+
+def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dist | None = None) -> StepStats:
+    """Forward and backward over `batches`, the micro-batches of one optimizer step (the engine steps at the last).
+
+    The loss is the cross-entropy summed over the step's targets, divided by their count over all micro-batches
+    and processes: every target weighs the same, however the batches are cut. DeepSpeed divides each backward by
+    the accumulation steps and averages gradients over processes, so each micro-batch's sum is scaled by
+    (micro-batches x processes) / targets to undo both. With one micro-batch on one process that is the mean.
+    """
+    world = dist.world_size if dist is not None else 1
+    scale = len(batches) * world / max(global_targets(batches, dist), 1)
+    aux_weight = engine.module.config.aux_loss_weight
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     for batch in batches:
         out = engine(batch.input_ids.to(device, non_blocking=True), targets=batch.targets.to(device, non_blocking=True))
-        engine.backward(out.loss)
+        engine.backward(out.ce_loss * out.n_targets * scale + aux_weight * out.aux_loss)
         engine.step()
         n = out.n_targets.detach().double()
         sums += torch.stack([out.ce_loss.detach().double() * n, out.accuracy.detach().double() * n, n,

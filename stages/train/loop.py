@@ -182,7 +182,7 @@ class Trainer:
                 or (c.token_budget is not None and self.tokens >= c.token_budget))
 
     def train_step(self, batches: Sequence[Batch]) -> StepStats:
-        return train_step(self.engine, batches, self.dist.device)
+        return train_step(self.engine, batches, self.dist.device, self.dist)
 
     def fit(self) -> None:
         """Train until the budget is spent, validating and checkpointing on schedule; always ends on a checkpoint."""
