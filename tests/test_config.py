@@ -125,3 +125,11 @@ def test_preset_files_are_read_when_the_config_is_built(tmp_path, monkeypatch):
     monkeypatch.setitem(presets.PRESET_FOLDERS, "model", tmp_path / "model")
     with pytest.raises(ConfigError, match=r"pretrain.model .*unknown key\(s\) n_layerz"):
         from_dict(PipelineConfig, {"pretrain": {"model": "tiny"}})
+
+
+@pytest.mark.parametrize("name", ["1gpu", "8gpu"])
+def test_scale_runs_are_sized_by_tokens_and_export_the_best_validated_model(name):
+    data = yaml.safe_load((REPO / "configs" / "scale" / f"{name}.yaml").read_text())
+    cfg = from_dict(PipelineConfig, data)
+    assert cfg.pretrain.max_steps is None and cfg.pretrain.token_budget >= 100_000_000
+    assert cfg.pretrain.export == cfg.sft.export == "best" and cfg.pretrain.dropout > 0

@@ -291,3 +291,30 @@ def test_zero_configs_accumulate_and_reduce_gradients_in_fp32(stage):
     ds = deepspeed_config(TrainConfig(zero_stage=stage), world_size=8, precision="bf16")
     assert ds["data_types"] == {"grad_accum_dtype": "fp32"} and ds["communication_data_type"] == "fp32"
     assert ds["bf16"] == {"enabled": True} and not any(k.startswith("_") for k in ds)
+
+
+def test_pruning_spares_the_best_validated_checkpoint_and_export_best_picks_it(tmp_path):
+    from stages.train.consolidate import export_tag
+
+    for step in (4, 8, 12):
+        (tmp_path / checkpoint.tag_of(step)).mkdir()
+    checkpoint.write_latest(tmp_path, "step00000012")
+    assert export_tag(tmp_path, "best") == "step00000012"  # nothing marked: the latest, with a warning
+    checkpoint.write_best(tmp_path, "step00000004", 2.5)
+    assert checkpoint.prune(tmp_path, keep=1) == ["step00000008"]
+    assert [tag for _, tag in checkpoint.tags(tmp_path)] == ["step00000004", "step00000012"]
+    assert export_tag(tmp_path, "best") == "step00000004" and export_tag(tmp_path, "last") == "step00000012"
+
+
+def test_export_best_writes_the_weights_of_the_lowest_validation_loss(corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    trainer = fit(corpus, tmp_path, config(export="best", validate_every=2, checkpoint_every=5, keep_checkpoints=1))
+    val = metrics(tmp_path / "checkpoints", "val")
+    best_step = min(val, key=lambda m: m["loss"])["step"]
+    marked = checkpoint.best(tmp_path / "checkpoints")
+    assert marked == {"tag": checkpoint.tag_of(best_step), "loss": min(m["loss"] for m in val)}
+    state = checkpoint.consolidated_state_dict(tmp_path / "checkpoints", marked["tag"])
+    exported = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert all(torch.equal(exported[name], state[name]) for name in exported)
+    assert trainer.step == 12

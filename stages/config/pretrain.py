@@ -21,7 +21,7 @@ DEEPSPEED_CONFIGS = REPO / "configs" / "deepspeed"
 # Keys that may change between a run and its resumption: how long to train and how often to log or save.
 # Everything else changes what a step computes, so a checkpoint written under other values is refused.
 RESUMABLE_CHANGES = frozenset({"max_steps", "token_budget", "checkpoint_every", "keep_checkpoints",
-                               "validate_every", "log_every"})
+                               "validate_every", "log_every", "export"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,9 @@ class TrainConfig:
                                          "the end); ~1.5 minutes of demo training.", minimum=1)
     keep_checkpoints: int = setting(2, "newest checkpoints kept; two, so one survives if the newest is damaged.",
                                     minimum=1)
+    export: Literal["last", "best"] = setting(
+        "last", "which checkpoint becomes the model folder: the last, or the one of the lowest validation loss "
+        "(each improvement is saved at once and kept through pruning; best needs a valid split).")
     validate_every: int = setting(100, "validation loss on the valid split every this many steps (and at the end).",
                                   minimum=1)
     log_every: int = setting(10, "steps between TensorBoard / metrics.jsonl entries.", minimum=1)

@@ -11,6 +11,7 @@ position, the token count and every process's RNG states.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 LATEST = "latest"
+BEST = "best"    # JSON {"tag", "loss"}: the checkpoint of the lowest validation loss (export: best)
 TAG = re.compile(r"^step(\d{8})$")
 
 
@@ -61,17 +63,36 @@ def remove_unfinished(directory: Path) -> list[str]:
     return removed
 
 
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_latest(directory: Path, tag: str) -> None:
-    tmp = Path(directory) / f".{LATEST}.tmp-{os.getpid()}"
-    tmp.write_text(tag)
-    os.replace(tmp, Path(directory) / LATEST)
+    _replace(Path(directory) / LATEST, tag)
+
+
+def write_best(directory: Path, tag: str, loss: float) -> None:
+    """Point `best` at the checkpoint with the lowest validation loss so far (`export: best` exports it)."""
+    _replace(Path(directory) / BEST, json.dumps({"tag": tag, "loss": loss}) + "\n")
+
+
+def best(directory: Path) -> Optional[dict]:
+    """{"tag", "loss"} of the best-validated checkpoint, or None when none was marked (or it is gone)."""
+    path = Path(directory) / BEST
+    if not path.exists():
+        return None
+    found = json.loads(path.read_text())
+    return found if (Path(directory) / found["tag"]).is_dir() else None
 
 
 def prune(directory: Path, keep: int) -> list[str]:
-    """Delete all but the `keep` newest complete checkpoints."""
+    """Delete all but the `keep` newest complete checkpoints, and the best-validated one."""
     latest = latest_tag(Path(directory))
+    marked = best(Path(directory))
     complete = [tag for step, tag in tags(Path(directory)) if latest and step <= int(TAG.match(latest).group(1))]
-    removed = complete[:-keep] if keep > 0 else []
+    removed = [tag for tag in (complete[:-keep] if keep > 0 else []) if not marked or tag != marked["tag"]]
     for tag in removed:
         shutil.rmtree(Path(directory) / tag)
     return removed

@@ -34,15 +34,23 @@ def write_run_files(checkpoint_dir: Path, resolved: dict, codec: dict[str, str])
     (checkpoint_dir / CODEC_FILE).write_text(json.dumps(codec, indent=2) + "\n")
 
 
+def export_tag(checkpoint_dir: Path, export: str) -> str:
+    """The checkpoint to export: the latest, or with `export: best` the best-validated (the latest if none)."""
+    marked = checkpoint.best(checkpoint_dir) if export == "best" else None
+    if export == "best" and marked is None:
+        log.warning("export: best, but no checkpoint was marked best (no valid split?): exporting the latest")
+    return marked["tag"] if marked else checkpoint.latest_tag(checkpoint_dir)
+
+
 def export_model(checkpoint_dir: Path, model_config: ModelConfig, vocab: Vocab, generation: GenerationConfig,
-                 tokenizer_dir: Path, out_dir: Path, is_main: bool) -> Path:
-    """Consolidate the latest checkpoint into `out_dir`: weights, config.json, tokenizer, codec, config, metrics.
+                 tokenizer_dir: Path, out_dir: Path, is_main: bool, export: str = "last") -> Path:
+    """Consolidate a checkpoint (`export_tag`) into `out_dir`: weights, config.json, tokenizer, codec, config, metrics.
 
     Called on every process (it ends on a barrier); only the main process writes.
     """
     out_dir = Path(out_dir)
     if is_main:
-        tag = checkpoint.latest_tag(checkpoint_dir)
+        tag = export_tag(checkpoint_dir, export)
         state = checkpoint.consolidated_state_dict(checkpoint_dir, tag)
         if model_config.tie_embeddings:
             state["lm_head.weight"] = state["embed.weight"]

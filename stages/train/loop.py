@@ -218,8 +218,8 @@ class Trainer:
                 window, window_seconds = StepStats(), 0.0
             bar.update(1)
             if self.step % c.validate_every == 0 or self.done():
-                self.validate()
-            if self.step % c.checkpoint_every == 0 or self.done():
+                self.keep_if_best(self.validate())
+            if (self.step % c.checkpoint_every == 0 or self.done()) and self.saved_step != self.step:
                 self.save()
         bar.close()
         if self.saved_step != self.step:  # resumed at the end of a finished run
@@ -242,6 +242,19 @@ class Trainer:
         self.metrics.write(self.step, "val", scalars)
         return scalars
 
+    def keep_if_best(self, scores: Optional[dict]) -> None:
+        """With `export: best`, save at once a validation better than any before and mark it best."""
+        if self.config.export != "best" or scores is None:
+            return
+        marked = checkpoint.best(self.checkpoint_dir)
+        if marked is not None and marked["loss"] <= scores["loss"]:
+            return
+        if self.saved_step != self.step:
+            self.save()
+        if self.dist.is_main:
+            checkpoint.write_best(self.checkpoint_dir, checkpoint.tag_of(self.step), scores["loss"])
+        torch.distributed.barrier()
+
     def save(self) -> None:
         state = resume.client_state(self.step, self.tokens, self.position, self.dist)
         checkpoint.save(self.engine, self.checkpoint_dir, self.step, state, self.config.keep_checkpoints,
@@ -250,9 +263,9 @@ class Trainer:
         self.metrics.flush()
 
     def export(self, out_dir: Path) -> Path:
-        """Consolidate the latest checkpoint into `out_dir`: weights, config.json, tokenizer, codec, config, metrics."""
+        """Consolidate the latest (or best, `export: best`) checkpoint into `out_dir`, with its run's files."""
         return export_model(self.checkpoint_dir, self.model_config, self.vocab, self.generation, self.tokenizer_dir,
-                            out_dir, self.dist.is_main)
+                            out_dir, self.dist.is_main, self.config.export)
 
     def close(self) -> None:
         self.metrics.close()
