@@ -72,9 +72,21 @@ def read_config(model_dir: str | Path) -> tuple[ModelConfig, Vocab, GenerationCo
             from_dict(GenerationConfig, data.get("generation", {}), f"{path}: generation"))
 
 
+def inference_dtype(device: str | torch.device) -> torch.dtype:
+    """bf16 on a GPU with native bf16 (half the memory traffic per decoded token, and the flash kernel), else fp32."""
+    device = torch.device(device)
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if native else torch.float32
+
+
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu",
-               dtype: Optional[torch.dtype] = None) -> LoadedModel:
-    """Build the model from config.json and load its weights; returned in eval mode."""
+               dtype: Optional[torch.dtype] | str = "auto") -> LoadedModel:
+    """Build the model from config.json and load its weights; returned in eval mode.
+
+    dtype "auto" is `inference_dtype(device)`; None keeps the saved fp32 weights.
+    """
+    if dtype == "auto":
+        dtype = inference_dtype(device)
     model_config, vocab, generation = read_config(model_dir)
     state = load_file(str(Path(model_dir) / WEIGHTS), device=str(device))
     if model_config.tie_embeddings:

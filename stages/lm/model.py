@@ -97,6 +97,26 @@ def build_attention_mask(key_valid: Optional[Tensor], start: int, length: int,
     return (allowed[:, None] if allowed.dim() == 3 else allowed), False
 
 
+def flash_eligible(q: Tensor, mask: Optional[Tensor]) -> bool:
+    """Whether SDPA's flash kernel takes this call: a CUDA tensor in fp16/bf16 without an explicit mask."""
+    return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and mask is None
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causal: bool, dropout: float) -> Tensor:
+    """Grouped-query attention: query head h reads kv head h // (n_heads / n_kv_heads).
+
+    The flash kernel reads the shared K/V heads itself (enable_gqa). Any other kernel (fp32, a mask, the CPU)
+    would fall to the math kernel under enable_gqa, which repeats K/V anyway and holds fp32 L x L scores;
+    expanding K/V here instead keeps those calls on the fused (memory-efficient or CPU flash) kernels.
+    """
+    if flash_eligible(q, mask):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True, dropout_p=dropout)
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout)
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
@@ -116,9 +136,7 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.store(self.layer, k, v)
-        # enable_gqa: query head h reads kv head h // (n_heads / n_kv_heads), without copying k and v
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = attend(q, k, v, mask, causal, self.dropout if self.training else 0.0)
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
 

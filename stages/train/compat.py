@@ -36,7 +36,7 @@ def initial_model(init_from: Path, tokenizer: TextTokenizer, tokenizer_dir: Path
     if not (init_from / WEIGHTS).exists():
         raise FileNotFoundError(f"{init_from}: no {WEIGHTS}; --init-from needs a model folder written by "
                                 "the pretrain stage")
-    initial = load_model(init_from)
+    initial = load_model(init_from, dtype=None)  # the saved fp32 weights: training sets its own precision
     if initial.vocab.n_text != tokenizer.vocab_size:
         raise ValueError(f"{init_from} was trained with {initial.vocab.n_text} text pieces but the tokenizer "
                          f"{tokenizer_dir} has {tokenizer.vocab_size}")

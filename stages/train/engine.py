@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 
+from stages.config.base import ConfigError
 from stages.lm.model import MiniMindTTS
 from stages.lm.vocab import IGNORE_INDEX
 from stages.config.pretrain import TrainConfig
@@ -58,11 +59,19 @@ class StepStats:
         return self.real_tokens / max(self.padded_tokens, 1.0)
 
 
-def resolve_precision(setting: str, device: torch.device) -> str:
-    """auto: bf16 on a GPU that supports it, fp32 elsewhere."""
+def resolve_precision(setting: str, device: torch.device, section: str = "train") -> str:
+    """auto: bf16 on a GPU with native bf16, fp32 elsewhere; bf16 on a GPU that only emulates it is refused.
+
+    An emulated-bf16 GPU (before Ampere) runs bf16 matmuls as fp32 with conversions: slower than fp32 and
+    no more precise than bf16, so training in it is a mistake to stop, not to warn about.
+    """
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    if setting == "bf16" and device.type == "cuda" and not native:
+        raise ConfigError(f"{section}.precision: bf16 is only emulated on {torch.cuda.get_device_name(device)}; "
+                          "train in fp32 (precision: fp32 or auto)")
     if setting != "auto":
         return setting
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if native else "fp32"
 
 
 def deepspeed_config(config: TrainConfig, world_size: int, precision: str) -> dict:

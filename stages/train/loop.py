@@ -157,7 +157,7 @@ class Trainer:
 
     @property
     def precision(self) -> str:
-        return resolve_precision(self.config.precision, self.dist.device)
+        return resolve_precision(self.config.precision, self.dist.device, self.section)
 
     def deepspeed_config(self) -> dict:
         return deepspeed_config(self.config, self.dist.world_size, self.precision)
