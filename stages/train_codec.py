@@ -6,15 +6,15 @@
 
 The checkpoint and YAML are in the official layout (our loader and the official code load them); the
 metrics file is written last. Beside the checkpoint go `state.pt` (everything needed to resume: weights,
-optimisers, step, RNG states), `tensorboard/` and, every `snapshot_every` steps, `snapshots/step-N` (the
-same two files, for scripts/codec_curve.py). Rerunning the command resumes from `state.pt`. The objective
+optimisers, step, RNG states), `tensorboard/`, `audio_cache/` (the training clips as one int16 file read crop
+by crop, stages/codec/clip_cache.py: memory stays flat however large the corpus) and, every `snapshot_every`
+steps, `snapshots/step-N` (the same two files, for scripts/codec_curve.py). Rerunning the command resumes from `state.pt`. The objective
 and the step itself are stages/codec/trainer.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import time
@@ -22,16 +22,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 import yaml
 
+from stages.codec.clip_cache import cached_clips
 from stages.codec.trainer import CodecTrainer
 from stages.config.codec import CodecTrainConfig
 from stages.common.atomic import atomic_output
 from stages.common.devices import job_device
 from stages.common.cli import config_section, start
-from stages.common.tables import AUDIO_SHARD, read_table
 from stages.config import from_dict
 
 log = logging.getLogger(__name__)
@@ -85,18 +84,6 @@ def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndar
     return metrics
 
 
-def read_audio_shards(paths: Sequence[Path]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Training and validation waveforms (float32, mono) from `resample` audio shards; eval clips stay unseen."""
-    train, valid = [], []
-    for path in paths:
-        table = read_table(Path(path), AUDIO_SHARD, columns=["split", "audio"])
-        for split, audio in zip(table.column("split").to_pylist(), table.column("audio").to_pylist()):
-            if split in ("train", "valid"):
-                wav, _ = sf.read(io.BytesIO(audio), dtype="float32")  # FLAC bytes, as stages.common.audio writes them
-                (train if split == "train" else valid).append(wav if wav.ndim == 1 else wav.mean(axis=1))
-    return train, valid
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.train_codec", description=__doc__.split("\n\n")[0])
     parser.add_argument("shards", type=Path, nargs="+", help="audio shards written by the resample stage")
@@ -115,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         config = from_dict(CodecTrainConfig, yaml.safe_load(args.config.read_text()), str(args.config))
     else:
         config = config_section(CodecTrainConfig, args.config_json or "{}", "codec.train")
-    train, valid = read_audio_shards(args.shards)
+    train, valid = cached_clips(args.shards, args.out_checkpoint.parent / "audio_cache")
     metrics = train_codec(train, valid, args.out_checkpoint, args.out_config, args.out_metrics, config,
                           job_device(args.device))
     print(json.dumps(metrics, indent=2))

@@ -39,7 +39,8 @@ LATENT_STD = 0.1
 
 def random_crops(clips: Sequence[np.ndarray], batch: int, samples: int, generator: torch.Generator) -> Tensor:
     """`batch` crops of `samples` from clips drawn with probability proportional to length; short clips are zero-padded."""
-    lengths = torch.tensor([len(c) for c in clips], dtype=torch.float64)
+    known = getattr(clips, "lengths", None)  # a ClipStore knows its lengths without touching its clips
+    lengths = torch.as_tensor(known if known is not None else [len(c) for c in clips], dtype=torch.float64)
     picks = torch.multinomial(lengths, batch, replacement=True, generator=generator)
     out = torch.zeros(batch, samples)
     for row, i in enumerate(picks.tolist()):
