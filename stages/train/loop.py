@@ -246,8 +246,12 @@ class Trainer:
         """With `export: best`, save at once a validation better than any before and mark it best."""
         if self.config.export != "best" or scores is None:
             return
-        marked = checkpoint.best(self.checkpoint_dir)
-        if marked is not None and marked["loss"] <= scores["loss"]:
+        # the main process reads the mark and tells the others: ranks that read a shared folder differently
+        # would disagree on calling save(), a collective, and hang
+        marked = checkpoint.best(self.checkpoint_dir) if self.dist.is_main else None
+        better = [marked is None or scores["loss"] < marked["loss"]]
+        torch.distributed.broadcast_object_list(better, src=0)
+        if not better[0]:
             return
         if self.saved_step != self.step:
             self.save()
