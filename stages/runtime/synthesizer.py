@@ -111,29 +111,29 @@ class Synthesizer:
         return codes[0, :int(lengths[0])].tolist()
 
     def _sentence_requests(self, text: str, language: str, speaker: Optional[str],
-                           prompt: Optional[tuple[str, np.ndarray]]) -> list[Request]:
+                           prompt: Optional[tuple[str, np.ndarray]]) -> tuple[list[str], list[Request]]:
         sentences = split_sentences(text)
         if not sentences:
             raise ValueError("nothing to say: the text is empty")
         language = detect_language(text) if language == "auto" else language
         prompt_text, prompt_codes = (prompt[0], self.encode_audio(prompt[1])) if prompt is not None else ("", ())
-        return [self.request(s, language, speaker, prompt_text, prompt_codes) for s in sentences]
+        return sentences, [self.request(s, language, speaker, prompt_text, prompt_codes) for s in sentences]
 
     def say(self, text: str, language: str = "auto", speaker: Optional[str] = None,
             prompt: Optional[tuple[str, np.ndarray]] = None) -> Speech:
         """Speak `text`; `prompt` = (transcript, samples at the codec's rate) of a voice to continue (zero-shot)."""
         started = time.perf_counter()
-        requests = self._sentence_requests(text, language, speaker, prompt)
+        sentences, requests = self._sentence_requests(text, language, speaker, prompt)
         spoken = self.speak(requests)
         pause = np.zeros(int(PAUSE_SECONDS * self.sample_rate), np.float32)
         pieces = [piece for s in spoken for piece in (s.audio, pause)][:-1]
-        return Speech(np.concatenate(pieces).astype(np.float32), self.sample_rate, split_sentences(text),
+        return Speech(np.concatenate(pieces).astype(np.float32), self.sample_rate, sentences,
                       [s.generated.stop_reason for s in spoken], time.perf_counter() - started)
 
     @torch.inference_mode()
     def say_streaming(self, text: str, language: str = "auto", speaker: Optional[str] = None) -> Iterator[np.ndarray]:
         """Audio chunks as soon as they are decoded, sentence after sentence."""
-        for request in self._sentence_requests(text, language, speaker, None):
+        for request in self._sentence_requests(text, language, speaker, None)[1]:
             decoder = StreamingDecoder(self.codec)
             for chunk in stream(self.model, self.vocab, request, self.generation):
                 audio = decoder.push(chunk.codes)
