@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, snakemake, snakemake_command
 
 pytest.importorskip("snakemake_executor_plugin_slurm")
 LAUNCHER = REPO / "workflow" / "scripts" / "torchrun.sh"
@@ -142,3 +143,50 @@ def test_a_job_given_gpus_without_usable_cuda_stops_at_once_naming_the_build(mon
         devices.cuda_for_job()
     monkeypatch.setenv(devices.GPUS_ENV, "0")
     assert devices.cuda_for_job() is False  # a CPU job on a CPU machine: no error
+
+
+GPU_RULES = ("train_codec", "extract_codes", "pretrain", "sft", "synthesize")
+
+
+def local_plan(workdir, *args, env_extra=None):
+    """The local dry run's jobs, with CUDA_VISIBLE_DEVICES as a stand-in for the machine's GPUs."""
+    env = {**os.environ, **(env_extra or {})}
+    command = [*snakemake_command(workdir), "--dry-run", "--printshellcmds", "--cores", "2", *args]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=True).stdout
+    return jobs_by_rule(out)
+
+
+def test_a_local_run_gives_gpu_rules_the_gpus_the_machine_has(tmp_path):
+    # a CPU machine: every GPU rule is scaled down to gpu=0 and runs on the CPU, none is refused for lack of CUDA
+    jobs = local_plan(tmp_path / "cpu", env_extra={"CUDA_VISIBLE_DEVICES": ""})
+    for rule in GPU_RULES:
+        assert {job["gpu"] for job in jobs[rule]} == {"0"}, rule
+    assert "MINIMIND_GPUS=0 python -m stages.extract_codes" in jobs["extract_codes"][0]["shell"]
+    assert "torchrun.sh' 1 0 -m stages.train_lm" in jobs["pretrain"][0]["shell"].replace('"', "'") or \
+        "torchrun.sh 1 0 -m stages.train_lm" in jobs["pretrain"][0]["shell"]
+    # two GPUs: one-GPU jobs ask for one each (so at most two run at once), training uses both
+    jobs = local_plan(tmp_path / "two", env_extra={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert {job["gpu"] for rule in ("train_codec", "extract_codes", "synthesize") for job in jobs[rule]} == {"1"}
+    assert jobs["pretrain"][0]["gpu"] == "2" and jobs["sft"][0]["gpu"] == "2"
+    # the command line (or the profile) sets the limit: one card shared in turn by every GPU job
+    jobs = local_plan(tmp_path / "one", "--resources", "gpu=1", env_extra={"CUDA_VISIBLE_DEVICES": "0,1"})
+    assert {job["gpu"] for rule in GPU_RULES for job in jobs[rule]} == {"1"}
+
+
+def test_one_gpu_jobs_on_a_multi_gpu_machine_take_different_cards(tmp_path):
+    from stages.common import devices
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from stages.common.devices import "
+         "claim_gpu; print(claim_gpu(3, sys.argv[2]), flush=True); time.sleep(60)", str(REPO), str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "0"  # another job holds card 0
+        assert devices.claim_gpu(3, tmp_path) == 1
+        assert devices.claim_gpu(3, tmp_path) == 2
+        with pytest.raises(devices.GpuUnusable, match="all 3 GPUs of this machine are held"):
+            devices.claim_gpu(3, tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert devices.claim_gpu(3, tmp_path) == 0  # a finished job's card is free again

@@ -9,10 +9,13 @@ and says why, instead of training in fp32 on as many CPU processes.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -55,8 +58,40 @@ def cuda_for_job() -> bool:
     return usable
 
 
+def claim_gpu(device_count: int, lock_dir: Path | None = None) -> int:
+    """The index of a GPU no other job on this machine holds, held by this process until it exits.
+
+    Snakemake lets as many one-GPU jobs run at once as the machine has GPUs (workflow/rules/common.smk), but
+    does not say which card is whose; each job takes the first free one by an exclusive lock file.
+    """
+    lock_dir = Path(lock_dir or tempfile.gettempdir())
+    for index in range(device_count):
+        handle = open(lock_dir / f"minimind-gpu-{index}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _HELD_GPU_LOCKS.append(handle)  # the lock lasts as long as the open file
+        return index
+    raise GpuUnusable(f"all {device_count} GPUs of this machine are held by other jobs ({lock_dir}/minimind-gpu-*"
+                      ".lock): run with --resources gpu=N, N at most the number of GPUs")
+
+
+_HELD_GPU_LOCKS: list = []
+
+
 def job_device(choice: str = "auto") -> str:
-    """`auto`: cuda when usable (and required when the job was given GPUs), else cpu; anything else as given."""
+    """`auto`: cuda when usable (and required when the job was given GPUs), else cpu; anything else as given.
+
+    A one-GPU job on a machine with several (not a torchrun worker, which has its LOCAL_RANK) gets a card no
+    other job holds.
+    """
     if choice != "auto":
         return choice
-    return "cuda" if cuda_for_job() else "cpu"
+    if not cuda_for_job():
+        return "cpu"
+    count = torch.cuda.device_count()
+    if requested_gpus() == 1 and count > 1 and "LOCAL_RANK" not in os.environ:
+        return f"cuda:{claim_gpu(count)}"
+    return "cuda"

@@ -19,7 +19,7 @@ rule train_codec:
     resources:
         mem_mb=8000,
         runtime=24 * 60,
-        gpu=0,
+        gpu=1,  # one GPU when the run has one (common.smk); else the CPU
     shell:
         "MINIMIND_GPUS={resources.gpu} python -m stages.train_codec {input.audio:q}"
         " --out-checkpoint {output.checkpoint:q} --out-config {output.config:q} --out-metrics {output.metrics:q}"
@@ -45,7 +45,7 @@ rule extract_codes:
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=0,
+        gpu=1,  # one GPU when the run has one (common.smk); else the CPU
     shell:
         "MINIMIND_GPUS={resources.gpu} python -m stages.extract_codes --audio {input.audio:q}"
         " --codec-config {input.codec_config:q} --codec-checkpoint {input.codec_checkpoint:q} --out {output:q}"

@@ -3,6 +3,8 @@ import functools
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +25,30 @@ envvars:
 
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 SHARDS = [shard_name(i) for i in range(CFG.shards)]
+
+
+def visible_gpus():
+    """The GPUs this machine shows a job: CUDA_VISIBLE_DEVICES when set, else nvidia-smi's list (torch-free)."""
+    restricted = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if restricted is not None:
+        return len([d for d in restricted.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return listing.stdout.count("GPU ") if listing.returncode == 0 else 0
+
+
+# The `gpu` resource. One-GPU rules ask for one, training for every GPU of the run's limit, and Snakemake
+# scales a job's request down to that limit, as it does threads. The limit is `--resources gpu=N` or a
+# profile's (the cluster profiles set one); without either it is this machine's GPU count. So on a CPU
+# machine every GPU rule runs on the CPU (gpu=0), and on a one-GPU machine the GPU jobs take turns on the card
+# instead of all starting at once on it. On a cluster the profiles' set-resources say what each job gets.
+if "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", visible_gpus())
+GPU_LIMIT = workflow.global_resources["gpu"].value
 MODELS = ["pretrain", "sft"]
 
 

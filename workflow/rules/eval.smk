@@ -42,7 +42,7 @@ rule synthesize:
     resources:
         mem_mb=4000,
         runtime=120,
-        gpu=0,
+        gpu=1,  # one GPU when the run has one (common.smk); else the CPU
     shell:
         "MINIMIND_GPUS={resources.gpu} python -m stages.synthesize --model {input.model:q} --codes {input.codes:q}"
         " --codec-config {input.codec_config:q} --codec-checkpoint {input.codec_checkpoint:q}"

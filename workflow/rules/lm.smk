@@ -24,7 +24,7 @@ rule pretrain:
     resources:
         mem_mb=8000,
         runtime=24 * 60,
-        gpu=0,
+        gpu=GPU_LIMIT,  # every GPU the run may use (common.smk); the cluster profiles set their own
         nodes=1,
     shell:
         "bash {input.launcher:q} {resources.nodes} {resources.gpu} -m stages.train_lm --codes {input.codes:q}"
@@ -51,7 +51,7 @@ rule sft:
     resources:
         mem_mb=8000,
         runtime=12 * 60,
-        gpu=0,
+        gpu=GPU_LIMIT,  # every GPU the run may use (common.smk); the cluster profiles set their own
         nodes=1,
     shell:
         "bash {input.launcher:q} {resources.nodes} {resources.gpu} -m stages.train_lm --codes {input.codes:q}"
