@@ -131,9 +131,11 @@ class Synthesizer:
                       [s.generated.stop_reason for s in spoken], time.perf_counter() - started)
 
     @torch.inference_mode()
-    def say_streaming(self, text: str, language: str = "auto", speaker: Optional[str] = None) -> Iterator[np.ndarray]:
-        """Audio chunks as soon as they are decoded, sentence after sentence."""
-        for request in self._sentence_requests(text, language, speaker, None)[1]:
+    def say_streaming(self, text: str, language: str = "auto", speaker: Optional[str] = None,
+                      prompt: Optional[tuple[str, np.ndarray]] = None) -> Iterator[np.ndarray]:
+        """Audio chunks as soon as they are decoded, sentence after sentence; `prompt` as in `say`.
+        Generation advances only as chunks are taken, so closing the iterator stops it."""
+        for request in self._sentence_requests(text, language, speaker, prompt)[1]:
             decoder = StreamingDecoder(self.codec)
             for chunk in stream(self.model, self.vocab, request, self.generation):
                 audio = decoder.push(chunk.codes)
