@@ -3,6 +3,7 @@
     minimind-tts --model results/demo/sft/model --codec-config results/demo/codec/codec.yaml \
         --codec-checkpoint results/demo/codec/codec.ckpt --text "Wisdom is better than rubies." --out say.wav
     minimind-tts ... --text-file lines.txt --out-dir wavs/ [--speaker rms] [--prompt-wav ref.wav --prompt-text "..."]
+    minimind-tts serve --model ... --codec-config ... --codec-checkpoint ... [--port 8000]   (stages.serve)
 
 Long text is split at sentence boundaries; the sentences are generated as one batch (the LM gives the same
 codes for a sentence alone or in a batch), decoded by the codec and joined with a short pause. Prints the
@@ -13,6 +14,7 @@ stages.runtime.Synthesizer's; this module is its command line.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import soundfile as sf
@@ -21,11 +23,36 @@ from stages.common.devices import job_device
 from stages.common.audio import read_audio, resample, to_mono
 from stages.runtime import Synthesizer
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="minimind-tts", description=__doc__.split("\n\n")[0])
+
+def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, its codec and the generation overrides: what every way of speaking (say, serve) loads."""
     parser.add_argument("--model", type=Path, required=True, help="a model folder written by pretrain or sft")
     parser.add_argument("--codec-config", type=Path, required=True)
     parser.add_argument("--codec-checkpoint", type=Path, required=True)
+    parser.add_argument("--temperature", type=float, help="0 decodes greedily; default: the model's")
+    parser.add_argument("--ras-window", type=int, help="repetition-aware sampling window in codes; 0 disables")
+    parser.add_argument("--ras-tau", type=float, help="RAS threshold (share of the window)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was "
+                        "given GPUs), cpu, cuda, cuda:1, ...")
+
+
+def load_synthesizer(args: argparse.Namespace) -> Synthesizer:
+    overrides = {k: v for k, v in (("temperature", args.temperature), ("seed", args.seed),
+                                   ("ras_window", args.ras_window), ("ras_tau", args.ras_tau)) if v is not None}
+    return Synthesizer(args.model, args.codec_config, args.codec_checkpoint, job_device(args.device), **overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        from stages.serve.cli import main as serve  # FastAPI and uvicorn load only for serving
+
+        serve(argv[1:])
+        return
+    parser = argparse.ArgumentParser(prog="minimind-tts", description=__doc__.split("\n\n")[0],
+                                     epilog="minimind-tts serve --help: the HTTP server (OpenAI speech endpoint)")
+    add_synthesis_arguments(parser)
     text = parser.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="what to say")
     text.add_argument("--text-file", type=Path, help="one utterance per line")
@@ -35,12 +62,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speaker", help="speaker token, for models trained with speaker conditioning")
     parser.add_argument("--prompt-wav", type=Path, help="voice to continue (zero-shot), with --prompt-text")
     parser.add_argument("--prompt-text", help="transcript of --prompt-wav")
-    parser.add_argument("--temperature", type=float, help="0 decodes greedily; default: the model's")
-    parser.add_argument("--ras-window", type=int, help="repetition-aware sampling window in codes; 0 disables")
-    parser.add_argument("--ras-tau", type=float, help="RAS threshold (share of the window)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was "
-                        "given GPUs), cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
     if (args.prompt_wav is None) != (args.prompt_text is None):
         parser.error("--prompt-wav and --prompt-text go together")
@@ -48,9 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--text needs --out")
     if args.text_file is not None and args.out_dir is None:
         parser.error("--text-file needs --out-dir")
-    overrides = {k: v for k, v in (("temperature", args.temperature), ("seed", args.seed),
-                                   ("ras_window", args.ras_window), ("ras_tau", args.ras_tau)) if v is not None}
-    tts = Synthesizer(args.model, args.codec_config, args.codec_checkpoint, job_device(args.device), **overrides)
+    tts = load_synthesizer(args)
     prompt = None
     if args.prompt_wav is not None:
         samples, rate = read_audio(str(args.prompt_wav))

@@ -1,14 +1,18 @@
-"""Shared test helpers: repository paths and a Snakemake runner for DAG tests.
+"""Shared test helpers: repository paths, a Snakemake runner for DAG tests, and a tiny TTS model with its codec.
 
     .venv/bin/python -m pytest            # the default suite (slow tests excluded)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -22,6 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 ARCTIC = FIXTURES / "arctic"
 CORPORA = FIXTURES / "corpora"
+CODEC_YAML = FIXTURES / "wavtokenizer" / "wavtokenizer_fixture_frame40_tiny.yaml"
+CODEC_CKPT = FIXTURES / "wavtokenizer" / "wavtokenizer_fixture_frame40_tiny.ckpt"
+TTS_TEXTS = ["my son hear the instruction of thy father", "a soft answer turneth away wrath",
+             "pride goeth before destruction", "白日依山尽，黄河入海流。"]
+TTS_SPEAKERS = ("awb", "rms")
 
 
 def snakemake_command(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile") -> list[str]:
@@ -73,3 +82,84 @@ def tiny_dag(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny_dag")
     snakemake(workdir, "--cores", "2", output_cache=workdir / "output-cache")
     return workdir
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A random tiny LM with speakers awb and rms, saved the way training saves it: weights, configs and the
+    tokenizer files; it pairs with the CODEC_YAML/CODEC_CKPT codec (tests/test_tts.py, tests/test_serve*.py)."""
+    from stages.common.tables import MANIFEST, write_table
+    from stages.config.model import GenerationConfig, ModelConfig
+    from stages.config.tokenizer import TokenizerConfig
+    from stages.fit_tokenizer import fit_tokenizer
+    from stages.lm.export import save_model
+    from stages.lm.model import MiniMindTTS
+    from stages.lm.vocab import Vocab
+    from stages.text.tokenizer import TextTokenizer
+
+    root = tmp_path_factory.mktemp("tts")
+    rows = [{"utt_id": f"u{i}", "speaker": TTS_SPEAKERS[i % 2], "language": "zh" if "，" in t else "en", "text": t,
+             "split": "train", "source": "x.wav", "duration": 1.0, "source_sample_rate": 16000, "channels": 1}
+            for i, t in enumerate(TTS_TEXTS)]
+    write_table(rows, MANIFEST, root / "manifest.parquet")
+    fit_tokenizer(root / "manifest.parquet", root / "tokenizer", TokenizerConfig(vocab_size=60, character_coverage=1.0))
+    vocab = Vocab(n_text=TextTokenizer.load(root / "tokenizer").vocab_size, n_speech=4096, speakers=TTS_SPEAKERS)
+    torch.manual_seed(0)
+    model = MiniMindTTS(ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=512),
+                        vocab.size)
+    generation = GenerationConfig(min_len_ratio=1.0, max_len_ratio=2.0)
+    save_model(model, vocab, generation, root / "model", extra_files=sorted((root / "tokenizer").iterdir()))
+    return root / "model"
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    url: str            # http://127.0.0.1:PORT
+    process: subprocess.Popen
+    log: Path           # the server's stdout and stderr
+
+
+SERVE_LIMITS = {"concurrency": 2, "queue_size": 2, "max_text_chars": 1000, "max_prompt_seconds": 2.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served(model_dir, tmp_path_factory) -> Iterator[Served]:
+    """`minimind-tts serve` of the tiny model in its own process on a free loopback port, with SERVE_LIMITS."""
+    import httpx
+
+    port = _free_port()
+    limits = [item for name, value in SERVE_LIMITS.items() for item in (f"--{name.replace('_', '-')}", str(value))]
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stages.tts", "serve", "--model", str(model_dir), "--codec-config",
+             str(CODEC_YAML), "--codec-checkpoint", str(CODEC_CKPT), "--device", "cpu", "--seed", "0",
+             "--port", str(port), "--threads", "1", *limits], cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not answer /health in 120 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield Served(url, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

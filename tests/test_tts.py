@@ -7,50 +7,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import FIXTURES
+from conftest import CODEC_CKPT, CODEC_YAML
 from stages.codec import codec_id, load_codec
 from stages.codec.streaming import StreamingDecoder
-from stages.fit_tokenizer import fit_tokenizer
-from stages.config.model import GenerationConfig, ModelConfig
-from stages.lm.export import save_model
-from stages.lm.model import MiniMindTTS
-from stages.lm.vocab import Vocab
-from stages.common.tables import MANIFEST, write_table
 from stages.text.sentences import split_sentences
-from stages.config.tokenizer import TokenizerConfig
 from stages.runtime import CodecMismatch, Synthesizer
 from stages.text.normalize import detect_language
 from stages.tts import main
-
-CODEC_YAML = FIXTURES / "wavtokenizer" / "wavtokenizer_fixture_frame40_tiny.yaml"
-CODEC_CKPT = FIXTURES / "wavtokenizer" / "wavtokenizer_fixture_frame40_tiny.ckpt"
-TEXTS = ["my son hear the instruction of thy father", "a soft answer turneth away wrath",
-         "pride goeth before destruction", "白日依山尽，黄河入海流。"]
 
 
 @pytest.fixture(scope="module")
 def codec():
     return load_codec(CODEC_YAML, CODEC_CKPT)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A random tiny LM saved the way training saves it: weights, configs and the tokenizer files."""
-    root = tmp_path_factory.mktemp("tts")
-    rows = [{"utt_id": f"u{i}", "speaker": "awb", "language": "zh" if "，" in t else "en", "text": t,
-             "split": "train", "source": "x.wav", "duration": 1.0, "source_sample_rate": 16000, "channels": 1}
-            for i, t in enumerate(TEXTS)]
-    write_table(rows, MANIFEST, root / "manifest.parquet")
-    fit_tokenizer(root / "manifest.parquet", root / "tokenizer", TokenizerConfig(vocab_size=60, character_coverage=1.0))
-    from stages.text.tokenizer import TextTokenizer
-
-    vocab = Vocab(n_text=TextTokenizer.load(root / "tokenizer").vocab_size, n_speech=4096, speakers=("awb",))
-    torch.manual_seed(0)
-    model = MiniMindTTS(ModelConfig(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=512),
-                        vocab.size)
-    generation = GenerationConfig(min_len_ratio=1.0, max_len_ratio=2.0)
-    save_model(model, vocab, generation, root / "model", extra_files=sorted((root / "tokenizer").iterdir()))
-    return root / "model"
 
 
 def test_sentences_split_at_sentence_ends_in_both_scripts():
