@@ -17,9 +17,10 @@ import argparse
 import json
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence, get_args
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -32,6 +33,8 @@ from stages.lm.vocab import Vocab
 
 FORMAT = "minimind-tts/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+Quantize = Literal["none", "int8"]
+QUANTIZE_CHOICES = get_args(Quantize)
 CODEC_FILE = "codec.json"  # the codec whose codes the model was trained on (codec_id, frame rate, sizes)
 
 
@@ -79,12 +82,29 @@ def inference_dtype(device: str | torch.device) -> torch.dtype:
     return torch.bfloat16 if native else torch.float32
 
 
+def quantize_int8(model: MiniMindTTS) -> MiniMindTTS:
+    """The model with every linear layer in dynamic int8 (weights int8 per tensor, activations quantised
+    on the fly), for decoding on a CPU: one token at a time reads every weight once, so a quarter of the
+    bytes is most of the time (benchmarks/bench_synthesis.py measures it; README "Synthesis speed" gives the
+    divergence from fp32 greedy codes). The embedding stays fp32; a tied output head gets its own int8 copy.
+    """
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("int8 quantisation runs on the CPU only (fbgemm/onednn kernels); use bf16 on a GPU")
+    with warnings.catch_warnings():
+        # torch.ao.quantization warns of its move to torchao, which is not installed here; it still runs
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu",
-               dtype: Optional[torch.dtype] | str = "auto") -> LoadedModel:
+               dtype: Optional[torch.dtype] | str = "auto", quantize: Quantize = "none") -> LoadedModel:
     """Build the model from config.json and load its weights; returned in eval mode.
 
-    dtype "auto" is `inference_dtype(device)`; None keeps the saved fp32 weights.
+    dtype "auto" is `inference_dtype(device)`; None keeps the saved fp32 weights. quantize "int8" makes
+    the linear layers dynamic int8 (CPU only; see `quantize_int8`), for inference.
     """
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize: {quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
     if dtype == "auto":
         dtype = inference_dtype(device)
     model_config, vocab, generation = read_config(model_dir)
@@ -98,6 +118,8 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu",
         model.lm_head.weight = model.embed.weight  # assign=True replaced the shared Parameter: tie again
     if dtype is not None:
         model = model.to(dtype)
+    if quantize == "int8":
+        model = quantize_int8(model.eval())
     return LoadedModel(model.eval(), vocab, generation)
 
 

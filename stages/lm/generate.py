@@ -117,6 +117,29 @@ def sample(logits: Tensor, history: Sequence[int], config: GenerationConfig, gen
     return choice
 
 
+def sample_rows(logits: Tensor, recent: Tensor, config: GenerationConfig,
+                generators: Sequence[torch.Generator]) -> list[int]:
+    """`sample` for a batch: one token per row of logits (B, V), row for row the token `sample` draws.
+
+    The filters and softmaxes run once for the whole batch; only the draws stay per row, since each row
+    keeps its own random stream (what makes a request's codes independent of the batch it is decoded in).
+    recent (B, <= ras_window) holds each row's latest codes, for the RAS check.
+    """
+    if config.temperature == 0:
+        return logits.argmax(dim=-1).tolist()
+    scaled = logits / config.temperature
+    nucleus = top_k_filter(top_p_filter(scaled, config.top_p), config.top_k).softmax(dim=-1)
+    choice = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(nucleus, generators)])
+    if config.ras_window > 0:
+        repeats = (recent == choice[:, None]).sum(dim=-1)
+        redo = (repeats >= config.ras_window * config.ras_tau).nonzero().flatten().tolist()
+        if redo:
+            full = scaled[redo].softmax(dim=-1)
+            for probs, row in zip(full, redo):
+                choice[row] = torch.multinomial(probs, 1, generator=generators[row])
+    return choice.tolist()
+
+
 def _plan(model: MiniMindTTS, vocab: Vocab, requests: Sequence[Request],
           config: GenerationConfig) -> tuple[list[list[int]], list[tuple[int, int]]]:
     prefixes = [vocab.prompt(r.text, r.speaker, r.prompt_text, r.prompt_codes) for r in requests]
@@ -143,6 +166,7 @@ def _steps(model: MiniMindTTS, vocab: Vocab, prefixes: list[list[int]], bounds: 
         cache = KVCache(model.config, batch, width + max(hi for _, hi in bounds), device, model.embed.weight.dtype)
     generators = [torch.Generator(device=device).manual_seed(config.seed) for _ in prefixes]
     codes: list[list[int]] = [[] for _ in prefixes]
+    history = torch.zeros((batch, max(hi for _, hi in bounds)), dtype=torch.long, device=device)  # codes, as a tensor
     stopped: list[Optional[StopReason]] = [None] * batch
     eos_column = vocab.n_speech  # in the restricted logits: the codes, then EOS
     step_ids, step_valid, step_positions = ids, valid, positions  # what the next forward reads
@@ -159,23 +183,23 @@ def _steps(model: MiniMindTTS, vocab: Vocab, prefixes: list[list[int]], bounds: 
             last = logits[:, -1].float()
             allowed = torch.cat([last[:, vocab.speech_offset:vocab.speech_offset + vocab.n_speech],
                                  last[:, vocab.eos:vocab.eos + 1]], dim=-1)
-            events: list[Optional[tuple[Optional[int], Optional[StopReason]]]] = []
-            for row in range(batch):
-                if stopped[row]:
-                    events.append(None)
-                    continue
-                min_len, max_len = bounds[row]
-                if len(codes[row]) < min_len:
-                    allowed[row, eos_column] = float("-inf")
-                choice = sample(allowed[row], codes[row], config, generators[row])
+            # every row still decoding has made one code a step, so all of them hold `made` codes
+            active = [row for row in range(batch) if not stopped[row]]
+            made = len(codes[active[0]])
+            allowed[[row for row in active if made < bounds[row][0]], eos_column] = float("-inf")
+            recent = history[active, max(0, made - config.ras_window):made]
+            choices = sample_rows(allowed[active], recent, config, [generators[row] for row in active])
+            history[active, made] = torch.tensor(choices, device=device)
+            events: list[Optional[tuple[Optional[int], Optional[StopReason]]]] = [None] * batch
+            for row, choice in zip(active, choices):
                 if choice == eos_column:
                     stopped[row] = "eos"
-                    events.append((None, "eos"))
+                    events[row] = (None, "eos")
                     continue
                 codes[row].append(choice)
-                if len(codes[row]) >= max_len:
+                if len(codes[row]) >= bounds[row][1]:
                     stopped[row] = "max_length"
-                events.append((choice, stopped[row]))
+                events[row] = (choice, stopped[row])
             yield events
             if all(stopped):
                 return

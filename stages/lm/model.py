@@ -112,6 +112,13 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causal: bool
     if flash_eligible(q, mask):
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True, dropout_p=dropout)
     groups = q.shape[1] // k.shape[1]
+    if groups > 1 and q.shape[2] == 1 and not causal:
+        # one new token per row (cached decoding): the query heads sharing a kv head are stacked as that
+        # head's queries, so the cache is read where it lies instead of copied `groups` times every step
+        batch, heads, _, head_dim = q.shape
+        folded = q.reshape(batch, k.shape[1], groups, head_dim)
+        out = F.scaled_dot_product_attention(folded, k, v, attn_mask=mask, dropout_p=dropout)
+        return out.reshape(batch, heads, 1, head_dim)
     if groups > 1:
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout)
@@ -232,6 +239,19 @@ class MiniMindTTS(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=self.config.init_std)
 
+    def _check_positions(self, sequence_length: int, positions: Tensor) -> None:
+        """Refuse positions beyond max_seq_len, without a device-to-host sync on a GPU.
+
+        The sequence length (cache + new tokens) is known on the host, and bounds the positions of every
+        layout this code builds (left-padded rows count fewer positions than columns). Positions a caller
+        passes could still exceed it; their values are read only where that costs no sync, on the CPU.
+        """
+        limit = self.config.max_seq_len
+        if sequence_length > limit:
+            raise ValueError(f"a sequence of {sequence_length} positions is beyond max_seq_len {limit}")
+        if positions.device.type == "cpu" and positions.numel() and int(positions.max()) >= limit:
+            raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {limit}")
+
     def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None, *,
                 attention_mask: Optional[Tensor] = None, positions: Optional[Tensor] = None,
                 cache: Optional[KVCache] = None) -> LMOutput:
@@ -245,8 +265,7 @@ class MiniMindTTS(nn.Module):
         start = cache.length if cache is not None else 0
         if positions is None:
             positions = torch.arange(start, start + length, device=input_ids.device).expand(batch, length)
-        if int(positions.max()) >= self.config.max_seq_len:
-            raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {self.config.max_seq_len}")
+        self._check_positions(start + length, positions)
         if attention_mask is not None and bool(attention_mask.all()):
             attention_mask = None
         key_valid = attention_mask

@@ -21,7 +21,7 @@ import torch
 
 from stages.codec import codec_id, load_codec
 from stages.codec.streaming import StreamingDecoder
-from stages.lm.export import CODEC_FILE, load_model
+from stages.lm.export import CODEC_FILE, Quantize, load_model
 from stages.lm.generate import Generated, Request, generate, stream
 from stages.text.normalize import detect_language
 from stages.text.sentences import split_sentences
@@ -73,8 +73,10 @@ class Synthesizer:
     """Speak with a trained model: `speak(requests)` for batches of prepared requests, `say(text)` for text."""
 
     def __init__(self, model_dir: Path | str, codec_config: Path | str, codec_checkpoint: Path | str,
-                 device: str = "cpu", **generation_overrides):
-        loaded = load_model(model_dir, device=device)
+                 device: str = "cpu", quantize: Quantize = "none", **generation_overrides):
+        # quantize="int8": the LM's linear layers in dynamic int8 on a CPU, faster decoding with codes that
+        # may drift from fp32's (README "Synthesis speed" measures both)
+        loaded = load_model(model_dir, device=device, quantize=quantize)
         self.model, self.vocab = loaded.model, loaded.vocab
         self.generation = replace(loaded.generation, **generation_overrides)
         self.tokenizer = TextTokenizer.load(model_dir)
