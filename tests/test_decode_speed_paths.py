@@ -42,7 +42,7 @@ def test_batched_sampling_draws_the_per_row_tokens(config):
                      for row in range(rows)]
         generators = [torch.Generator().manual_seed(seed + row) for row in range(rows)]
         recent = torch.tensor(histories, dtype=torch.long).reshape(rows, -1)
-        assert sample_rows(logits, recent, config, generators) == reference
+        assert sample_rows(logits, recent, config, generators).tolist() == reference
 
 
 @pytest.mark.parametrize("padded", [False, True])

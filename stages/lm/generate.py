@@ -118,7 +118,7 @@ def sample(logits: Tensor, history: Sequence[int], config: GenerationConfig, gen
 
 
 def sample_rows(logits: Tensor, recent: Tensor, config: GenerationConfig,
-                generators: Sequence[torch.Generator]) -> list[int]:
+                generators: Sequence[torch.Generator]) -> Tensor:
     """`sample` for a batch: one token per row of logits (B, V), row for row the token `sample` draws.
 
     The filters and softmaxes run once for the whole batch; only the draws stay per row, since each row
@@ -126,18 +126,15 @@ def sample_rows(logits: Tensor, recent: Tensor, config: GenerationConfig,
     recent (B, <= ras_window) holds each row's latest codes, for the RAS check.
     """
     if config.temperature == 0:
-        return logits.argmax(dim=-1).tolist()
+        return logits.argmax(dim=-1)
     scaled = logits / config.temperature
     nucleus = top_k_filter(top_p_filter(scaled, config.top_p), config.top_k).softmax(dim=-1)
     choice = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(nucleus, generators)])
     if config.ras_window > 0:
-        repeats = (recent == choice[:, None]).sum(dim=-1)
-        redo = (repeats >= config.ras_window * config.ras_tau).nonzero().flatten().tolist()
-        if redo:
-            full = scaled[redo].softmax(dim=-1)
-            for probs, row in zip(full, redo):
-                choice[row] = torch.multinomial(probs, 1, generator=generators[row])
-    return choice.tolist()
+        repeats = ((recent == choice[:, None]).sum(dim=-1) >= config.ras_window * config.ras_tau).tolist()
+        for row in (row for row, repeated in enumerate(repeats) if repeated):
+            choice[row] = torch.multinomial(scaled[row].softmax(dim=-1), 1, generator=generators[row])
+    return choice
 
 
 def _plan(model: MiniMindTTS, vocab: Vocab, requests: Sequence[Request],
@@ -185,11 +182,15 @@ def _steps(model: MiniMindTTS, vocab: Vocab, prefixes: list[list[int]], bounds: 
                                  last[:, vocab.eos:vocab.eos + 1]], dim=-1)
             # every row still decoding has made one code a step, so all of them hold `made` codes
             active = [row for row in range(batch) if not stopped[row]]
+            rows = slice(None) if len(active) == batch else active  # a plain slice copies nothing
             made = len(codes[active[0]])
-            allowed[[row for row in active if made < bounds[row][0]], eos_column] = float("-inf")
-            recent = history[active, max(0, made - config.ras_window):made]
-            choices = sample_rows(allowed[active], recent, config, [generators[row] for row in active])
-            history[active, made] = torch.tensor(choices, device=device)
+            for row in active:
+                if made < bounds[row][0]:
+                    allowed[row, eos_column] = float("-inf")
+            recent = history[rows, max(0, made - config.ras_window):made]
+            choice = sample_rows(allowed[rows], recent, config, [generators[row] for row in active])
+            history[rows, made] = choice
+            choices = choice.tolist()
             events: list[Optional[tuple[Optional[int], Optional[StopReason]]]] = [None] * batch
             for row, choice in zip(active, choices):
                 if choice == eos_column:
