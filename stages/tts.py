@@ -19,28 +19,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from stages.common.devices import job_device
 from stages.common.audio import read_audio, resample, to_mono
-from stages.runtime import Synthesizer
-
-
-def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model, its codec and the generation overrides: what every way of speaking (say, serve) loads."""
-    parser.add_argument("--model", type=Path, required=True, help="a model folder written by pretrain or sft")
-    parser.add_argument("--codec-config", type=Path, required=True)
-    parser.add_argument("--codec-checkpoint", type=Path, required=True)
-    parser.add_argument("--temperature", type=float, help="0 decodes greedily; default: the model's")
-    parser.add_argument("--ras-window", type=int, help="repetition-aware sampling window in codes; 0 disables")
-    parser.add_argument("--ras-tau", type=float, help="RAS threshold (share of the window)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was "
-                        "given GPUs), cpu, cuda, cuda:1, ...")
-
-
-def load_synthesizer(args: argparse.Namespace) -> Synthesizer:
-    overrides = {k: v for k, v in (("temperature", args.temperature), ("seed", args.seed),
-                                   ("ras_window", args.ras_window), ("ras_tau", args.ras_tau)) if v is not None}
-    return Synthesizer(args.model, args.codec_config, args.codec_checkpoint, job_device(args.device), **overrides)
+from stages.runtime.arguments import add_synthesis_arguments, load_synthesizer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ import uvicorn
 from stages.common.cli import start
 from stages.config import ConfigError, from_dict
 from stages.serve.config import ServeConfig
-from stages.tts import add_synthesis_arguments, load_synthesizer
+from stages.runtime.arguments import add_synthesis_arguments, load_synthesizer
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,28 @@
+"""The command-line arguments that load a Synthesizer: shared by `minimind-tts` (say) and `minimind-tts serve`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stages.common.devices import job_device
+from stages.runtime.synthesizer import Synthesizer
+
+
+def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, its codec and the generation overrides: what every way of speaking (say, serve) loads."""
+    parser.add_argument("--model", type=Path, required=True, help="a model folder written by pretrain or sft")
+    parser.add_argument("--codec-config", type=Path, required=True)
+    parser.add_argument("--codec-checkpoint", type=Path, required=True)
+    parser.add_argument("--temperature", type=float, help="0 decodes greedily; default: the model's")
+    parser.add_argument("--ras-window", type=int, help="repetition-aware sampling window in codes; 0 disables")
+    parser.add_argument("--ras-tau", type=float, help="RAS threshold (share of the window)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was "
+                        "given GPUs), cpu, cuda, cuda:1, ...")
+
+
+def load_synthesizer(args: argparse.Namespace) -> Synthesizer:
+    overrides = {k: v for k, v in (("temperature", args.temperature), ("seed", args.seed),
+                                   ("ras_window", args.ras_window), ("ras_tau", args.ras_tau)) if v is not None}
+    return Synthesizer(args.model, args.codec_config, args.codec_checkpoint, job_device(args.device), **overrides)
