@@ -9,6 +9,8 @@ characters, 2 s prompts) answers every test here.
 from __future__ import annotations
 
 import io
+import json
+import socket
 import struct
 import threading
 import time
@@ -199,6 +201,38 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(served):
     # a slot freed by the disconnect is free for the next request at once
     assert speak(served, input="Hello.", voice="awb").status_code == 200
     assert left < 30
+
+
+def test_a_client_that_leaves_while_queued_gives_up_its_place_unserved(served):
+    """Both slots busy with long streams, a third request queues and its client leaves: it is never synthesised."""
+    before = health(served)
+    long_text = ("A soft answer turneth away wrath. " * 40)[:SERVE_LIMITS["max_text_chars"]]
+    long_streams = [threading.Thread(target=speak, args=(served,), kwargs={"input": long_text, "voice": "awb"})
+                    for _ in range(SERVE_LIMITS["concurrency"])]
+    for thread in long_streams:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while health(served)["running"] < SERVE_LIMITS["concurrency"]:
+        assert time.monotonic() < deadline, "the long streams never held both slots"
+        time.sleep(0.01)
+    body = json.dumps({"input": "Hello.", "voice": "rms"}).encode()
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as queued:
+        queued.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        deadline = time.monotonic() + 10
+        while health(served)["waiting"] == 0:
+            assert time.monotonic() < deadline, "the third request never queued"
+            time.sleep(0.01)
+    deadline = time.monotonic() + 10
+    while health(served)["waiting"]:
+        assert time.monotonic() < deadline, "a queued request whose client left kept its place"
+        time.sleep(0.01)
+    for thread in long_streams:
+        thread.join(timeout=120)
+    state = health(served)
+    # had the queued request been admitted, it would have started and counted as cancelled
+    assert (state["completed"], state["cancelled"]) == (before["completed"] + 2, before["cancelled"])
 
 
 def test_load_of_four_times_the_concurrency_gets_audio_or_503_and_memory_returns(served):
