@@ -13,6 +13,8 @@ declare -A NEEDED=(
   [flite]=flite                 # English demo voices (CMU ARCTIC speakers)
   [espeak-ng]=espeak-ng         # Mandarin demo voices
   [cc]=build-essential          # pesq and webrtcvad (resemblyzer) build from source
+  [chromium]=chromium           # tests/test_serve_page.py drives the server's page in headless Chromium,
+  [chromedriver]=chromium-driver  # through Debian's driver of the same version (Selenium downloads nothing)
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
