@@ -6,8 +6,9 @@
 
 The checkpoint and YAML are in the official layout (our loader and the official code load them); the
 metrics file is written last. Beside the checkpoint go `state.pt` (everything needed to resume: weights,
-optimisers, step, RNG states), `tensorboard/`, `audio_cache/` (the training clips as one int16 file read crop
-by crop, stages/codec/clip_cache.py: memory stays flat however large the corpus) and, every `snapshot_every`
+optimisers, step, the CPU's and the GPU's RNG states, the precision trained in), `tensorboard/`,
+`audio_cache/` (the training clips as one int16 file read crop by crop, stages/codec/clip_cache.py: memory
+stays flat however large the corpus) and, every `snapshot_every`
 steps, `snapshots/step-N` (the same two files, for scripts/codec_curve.py). Rerunning the command resumes from `state.pt`. The objective
 and the step itself are stages/codec/trainer.py.
 """
@@ -52,6 +53,7 @@ def train_codec(train_clips: Sequence[np.ndarray], valid_clips: Sequence[np.ndar
     work_dir = checkpoint.parent
     work_dir.mkdir(parents=True, exist_ok=True)
     trainer = CodecTrainer(config, torch.device(device))
+    log.info("training on %s in %s, critics %s", device, trainer.precision, ", ".join(config.critics))
     state_path = work_dir / "state.pt"
     if state_path.exists():
         trainer.resume(state_path)

@@ -148,3 +148,132 @@ def test_command_line_trains_from_audio_shards(tmp_path, clips):
           str(metrics), "--config-json", json.dumps(config), "--threads", "1"])
     assert json.loads((tmp_path / "codec" / "codec.metrics.json").read_text())["steps"] == 4
     load_codec(tmp_path / "codec" / "codec.yaml", tmp_path / "codec" / "codec.ckpt")
+
+
+def test_the_dac_critic_trains_beside_the_others_and_is_exported(tmp_path, clips):
+    config = tiny(steps=7, gan_start_step=4, critics=("mpd", "mrd", "dac"))
+    trainer = CodecTrainer(config, torch.device("cpu"))
+    logs = [trainer.train_step(clips) for _ in range(6)][-1]
+    for name in ("mp", "mrd", "dac"):
+        assert np.isfinite(logs[f"generator/gan_{name}"]) and logs[f"generator/fm_{name}"] > 0
+    trainer.export(tmp_path / "codec.ckpt", tmp_path / "codec.yaml")
+    saved = torch.load(tmp_path / "codec.ckpt", weights_only=True)["state_dict"]
+    assert any(k.startswith("dac.discriminators.7.band_convs.") for k in saved)
+    load_codec(tmp_path / "codec.yaml", tmp_path / "codec.ckpt")
+
+
+def test_precision_auto_is_fp32_on_the_cpu_and_bf16_autocast_trains(clips):
+    assert CodecTrainer(tiny(), torch.device("cpu")).precision == "fp32"
+    trainer = CodecTrainer(tiny(precision="bf16", critics=("mpd", "mrd", "dac")), torch.device("cpu"))
+    logs = [trainer.train_step(clips) for _ in range(6)][-1]   # past the codebook's k-means and into the GAN
+    assert trainer.precision == "bf16" and all(np.isfinite(v) for v in logs.values()), logs
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())   # autocast, not bf16 weights
+    assert trainer.state()["precision"] == "bf16"
+
+
+def test_bf16_on_a_gpu_that_only_emulates_it_is_refused_before_any_work(monkeypatch):
+    from stages.config import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-32GB")
+    with pytest.raises(ConfigError, match="codec.train.precision: bf16 is only emulated on Tesla V100"):
+        CodecTrainer(tiny(precision="bf16"), torch.device("cuda"))
+
+
+def test_a_resumed_run_continues_the_random_streams_exactly(tmp_path, clips):
+    trainer = CodecTrainer(tiny(), torch.device("cpu"))
+    for _ in range(4):
+        trainer.train_step(clips)
+    trainer.save(tmp_path / "state.pt")
+    expected = torch.get_rng_state(), trainer.data_rng.get_state()
+    torch.manual_seed(99)   # whatever ran in between
+    resumed = CodecTrainer(tiny(), torch.device("cpu"))
+    resumed.resume(tmp_path / "state.pt")
+    assert torch.equal(torch.get_rng_state(), expected[0]) and torch.equal(resumed.data_rng.get_state(), expected[1])
+
+
+def test_the_cuda_random_state_is_saved_and_restored_for_the_device_trained_on(monkeypatch, tmp_path, caplog):
+    from stages.codec import trainer as trainer_module
+
+    saved_state, restored = torch.arange(16, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": saved_state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((state, device)))
+    cuda = torch.device("cuda", 1)
+    states = trainer_module.rng_states(cuda)
+    assert torch.equal(states["cuda_rng"], saved_state) and "torch_rng" in states
+    assert "cuda_rng" not in trainer_module.rng_states(torch.device("cpu"))
+    trainer_module.restore_rng_states(states, cuda, tmp_path / "state.pt")
+    assert len(restored) == 1 and torch.equal(restored[0][0], saved_state) and restored[0][1] == cuda
+    trainer_module.restore_rng_states({"torch_rng": states["torch_rng"]}, cuda, tmp_path / "state.pt")
+    assert len(restored) == 1 and "holds no CUDA random state" in caplog.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_training_allows_tf32_runs_in_bf16_and_resumes_the_cuda_stream(tmp_path, clips):
+    trainer = CodecTrainer(tiny(), torch.device("cuda"))
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert trainer.precision == ("bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32")
+    for _ in range(4):
+        trainer.train_step(clips)
+    trainer.save(tmp_path / "state.pt")
+    expected = torch.cuda.get_rng_state()
+    torch.cuda.manual_seed(99)
+    CodecTrainer(tiny(), torch.device("cuda")).resume(tmp_path / "state.pt")
+    assert torch.equal(torch.cuda.get_rng_state(), expected)
+
+
+def test_a_checkpoint_from_before_precision_and_critics_existed_still_resumes(tmp_path, clips):
+    trainer = CodecTrainer(tiny(), torch.device("cpu"))
+    trainer.train_step(clips)
+    old = trainer.state()
+    config = json.loads(old.pop("config"))
+    for key in ("precision", "critics", "dac_loss_coeff"):
+        del config[key]
+    del old["precision"]
+    torch.save({**old, "config": json.dumps(config, sort_keys=True)}, tmp_path / "state.pt")
+    resumed = CodecTrainer(tiny(), torch.device("cpu"))
+    resumed.resume(tmp_path / "state.pt")
+    assert resumed.step == 1
+    with pytest.raises(ValueError, match="critics differ"):
+        CodecTrainer(tiny(critics=("mpd", "mrd", "dac")), torch.device("cpu")).resume(tmp_path / "state.pt")
+
+
+def test_a_run_trained_in_bf16_is_not_continued_in_fp32(tmp_path, clips):
+    trainer = CodecTrainer(tiny(precision="bf16"), torch.device("cpu"))
+    trainer.save(tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="trained in bf16, but this run would train in fp32.*precision: bf16"):
+        CodecTrainer(tiny(precision="fp32"), torch.device("cpu")).resume(tmp_path / "state.pt")
+
+
+def test_encoding_is_true_fp32_whatever_a_trainer_allowed(monkeypatch, clips):
+    codec = CodecTrainer(tiny(), torch.device("cpu"))
+    codec.init_codebook(clips)
+    seen = []
+    real_encode = type(codec.model.quantizer.codebook).encode
+
+    def spy(self, x):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                     torch.is_autocast_enabled("cpu")))
+        return real_encode(self, x)
+
+    monkeypatch.setattr(type(codec.model.quantizer.codebook), "encode", spy)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True   # as CodecTrainer leaves it on a GPU
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            codec.model.eval().encode(torch.from_numpy(clips[0])[None])
+        assert seen == [(False, False, False)] and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.mark.parametrize("critics, message", [(("mpd", "mpd"), "names a critic twice"), ((), "at least one critic"),
+                                              (("mpd", "msd"), "'msd' is not one of")])
+def test_critics_are_validated(critics, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(critics=list(critics))
+
+
+def test_precision_must_be_one_of_auto_fp32_bf16():
+    with pytest.raises(ValueError, match="'fp16' is not one of"):
+        tiny(precision="fp16")

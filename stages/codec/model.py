@@ -92,7 +92,7 @@ class WavTokenizer(nn.Module):
         """
         lengths = _lengths_or_full(wavs, lengths)
         code_lengths = self.code_lengths(lengths)
-        with _full_precision():
+        with _full_precision(wavs.device.type):
             codes = self.quantizer.codebook.encode(self.latents(wavs, lengths).transpose(1, 2))
         codes = codes[:, : int(code_lengths.max())]
         return codes.masked_fill(~_valid(code_lengths, codes.shape[1]), 0), code_lengths
@@ -119,14 +119,16 @@ class WavTokenizer(nn.Module):
 
 
 @contextlib.contextmanager
-def _full_precision() -> Iterator[None]:
-    """Keep cuDNN from using TF32 in the encoder: its ~1e-3 relative error would move codes across GPUs/CPUs."""
-    previous = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
+def _full_precision(device_type: str) -> Iterator[None]:
+    """Encode in true fp32: no TF32 (cuDNN's or cuBLAS's, whatever a trainer in this process allowed) and no
+    autocast; their ~1e-3 relative error would move codes across GPUs and CPUs."""
+    previous = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        yield
+        with torch.autocast(device_type, enabled=False):
+            yield
     finally:
-        torch.backends.cudnn.allow_tf32 = previous
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 def _lengths_or_full(wavs: Tensor, lengths: Tensor | None) -> Tensor:

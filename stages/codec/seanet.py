@@ -163,7 +163,10 @@ class SLSTM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.permute(2, 0, 1)
-        y, _ = self.lstm(x)
+        # fp32 under bf16 autocast too: autocast leaves nn.LSTM to its inputs' dtype, and it is cheap here
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            y, _ = self.lstm(x)
         return (y + x).permute(1, 2, 0)
 
 

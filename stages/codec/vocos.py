@@ -198,6 +198,7 @@ class ISTFTHead(nn.Module):
         self.istft = ISTFT(n_fft, hop_length)
 
     def forward(self, x: Tensor, mask: Mask = None) -> Tensor:
-        mag, phase = self.out(x).transpose(1, 2).chunk(2, dim=1)
+        # fp32 from here under bf16 autocast too: there is no bf16 complex type for the inverse FFT
+        mag, phase = self.out(x).float().transpose(1, 2).chunk(2, dim=1)
         mag = torch.clip(torch.exp(mag), max=1e2)  # the official safeguard against huge magnitudes
         return self.istft(mag * (torch.cos(phase) + 1j * torch.sin(phase)), mask)

@@ -87,6 +87,16 @@ class CodecTrainConfig:
         "give in 15 minutes. Official: 0.", minimum=0)
     critic_width: float = setting(1.0, "critic channel multiplier; below 1 makes the GAN affordable on a CPU.",
                                   exclusiveMinimum=0.0, maximum=1.0)
+    critics: tuple[Literal["mpd", "mrd", "dac"], ...] = setting(
+        ["mpd", "mrd"], "the GAN's critics: mpd (HiFi-GAN multi-period), mrd (UnivNet multi-resolution magnitude) and "
+        "dac (DAC's discriminator: its own multi-period critics and the complex multi-band STFT one). The official "
+        "recipe trains with all three (configs/scale/*.yaml do); dac roughly doubles the critics' cost, so the "
+        "default keeps the two the CPU demo was tuned with.")
+    dac_loss_coeff: float = setting(1.0, "weight of the dac critic's terms, least-squares GAN and feature matching "
+                                         "(official: 1).", minimum=0.0)
+    precision: Literal["auto", "fp32", "bf16"] = setting(
+        "auto", "auto: bf16 autocast on a GPU with native bf16 (about twice the steps/s), fp32 elsewhere (the CPU: "
+        "bf16 convolutions are slow on most CPUs). The quantizer, losses, STFTs and LSTM run in fp32 either way.")
     vq_warmup_steps: int = setting(100, "steps with the quantizer bypassed before k-means initialises the codebook.",
                                    minimum=0)
     kmeans_frames: int = setting(20000, "latent frames sampled for the k-means initialisation.", minimum=16)
@@ -106,6 +116,11 @@ class CodecTrainConfig:
         if self.vq_warmup_steps >= self.steps:
             raise ConfigError(f"{where}.vq_warmup_steps: {self.vq_warmup_steps} must be below steps {self.steps}, "
                               "or the codebook is never initialised")
+        if len(set(self.critics)) != len(self.critics):
+            raise ConfigError(f"{where}.critics: {list(self.critics)} names a critic twice")
+        if not self.critics:
+            raise ConfigError(f"{where}.critics: name at least one critic (mpd, mrd, dac); gan_start_step decides "
+                              "whether they are used at all")
         self.arch(where)  # the preset file's keys, checked when the DAG is built
 
     @property
