@@ -18,10 +18,11 @@ from stages.config.presets import PRESET_NAME, REPO, preset_path, read_preset
 
 DEEPSPEED_CONFIGS = REPO / "configs" / "deepspeed"
 
-# Keys that may change between a run and its resumption: how long to train and how often to log or save.
+# Keys that may change between a run and its resumption: how long to train, how often to log or save, and how
+# far ahead batches are built.
 # Everything else changes what a step computes, so a checkpoint written under other values is refused.
 RESUMABLE_CHANGES = frozenset({"max_steps", "token_budget", "checkpoint_every", "keep_checkpoints",
-                               "validate_every", "log_every", "export"})
+                               "validate_every", "log_every", "export", "prefetch_batches"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class TrainConfig:
         6000, "padded tokens per micro-batch (longest sequence x sequences), CosyVoice's max_frames_in_batch "
               "idea; ~15 demo utterances at 97% real tokens, under a second per step for the tiny model on 2 cores.",
         minimum=1)
+    prefetch_batches: int = setting(
+        2, "micro-batches a background thread builds ahead of the step (pinned on a GPU), so reading codes never "
+           "stalls the device; each holds one batch_tokens of int64 tensors.", minimum=1)
     shuffle_buffer: int = setting(1000, "utterances shuffled together before sorting (CosyVoice's shuffle_size).",
                                   minimum=1)
     sort_buffer: int = setting(

@@ -29,10 +29,21 @@ class Dist:
     world_size: int
     local_rank: int
     device: torch.device
+    # a gloo group beside NCCL for values the host already knows (token counts): reducing them there never
+    # waits for the GPU's queued work; None is the default group, which on the CPU is gloo already
+    host_group: object = None
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def sum_on_host(self, values: list[int]) -> list[int]:
+        """`values` summed over all processes, on the CPU: no device sync."""
+        if self.world_size == 1:
+            return list(values)
+        total = torch.tensor(values, dtype=torch.int64)
+        torch.distributed.all_reduce(total, group=self.host_group)
+        return total.tolist()
 
 
 def single_process_defaults() -> list[str]:
@@ -79,4 +90,8 @@ def init_distributed() -> Dist:
     if cuda:
         torch.cuda.set_device(local_rank)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-    return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(), local_rank, device)
+    world_size = torch.distributed.get_world_size()
+    host_group = None
+    if torch.distributed.get_backend() != "gloo" and world_size > 1:
+        host_group = torch.distributed.new_group(backend="gloo")  # every process calls it: a collective
+    return Dist(torch.distributed.get_rank(), world_size, local_rank, device, host_group)

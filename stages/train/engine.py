@@ -8,10 +8,9 @@ Shared by the trainer (loop.py) and benchmarks/bench_train.py, so the benchmark 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -26,7 +25,7 @@ from stages.train.schedule import warmup_cosine
 
 @dataclass
 class StepStats:
-    """One optimizer step, summed over its micro-batches and all processes."""
+    """Optimizer steps, read out: summed over their micro-batches and all processes."""
 
     loss_sum: float = 0.0       # cross-entropy x supervised targets
     correct: float = 0.0        # accuracy x supervised targets
@@ -35,16 +34,6 @@ class StepStats:
     micro_batches: float = 0.0
     real_tokens: float = 0.0
     padded_tokens: float = 0.0
-
-    def add(self, other: "StepStats") -> "StepStats":
-        return StepStats(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
-
-    def all_reduce(self, dist: Dist) -> "StepStats":
-        if dist.world_size == 1:
-            return self
-        values = torch.tensor(dataclasses.astuple(self), dtype=torch.float64, device=dist.device)
-        torch.distributed.all_reduce(values)
-        return StepStats(*values.tolist())
 
     @property
     def loss(self) -> float:
@@ -57,6 +46,41 @@ class StepStats:
     @property
     def nonpad_share(self) -> float:
         return self.real_tokens / max(self.padded_tokens, 1.0)
+
+
+@dataclass
+class StepSums:
+    """Steps not yet read: the loss terms stay on the device and the counts, global already, on the host.
+
+    Adding steps costs no sync; `read` costs one (and, with many processes, one collective), so the loop
+    reads only at logging intervals.
+    """
+
+    device_sums: Optional[torch.Tensor] = None   # this process's (loss x targets, correct, aux), float64
+    targets: int = 0                             # the counts below: every process's
+    micro_batches: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+
+    def add(self, other: "StepSums") -> "StepSums":
+        sums = other.device_sums if self.device_sums is None else self.device_sums + other.device_sums
+        return StepSums(sums, self.targets + other.targets, self.micro_batches + other.micro_batches,
+                        self.real_tokens + other.real_tokens, self.padded_tokens + other.padded_tokens)
+
+    def read(self, dist: Optional[Dist] = None) -> StepStats:
+        loss_sum = correct = aux = 0.0
+        if self.device_sums is not None:
+            sums = self.device_sums
+            if dist is not None and dist.world_size > 1:
+                sums = sums.clone()
+                torch.distributed.all_reduce(sums)
+            loss_sum, correct, aux = sums.tolist()
+        return StepStats(loss_sum, correct, float(self.targets), aux, float(self.micro_batches),
+                         float(self.real_tokens), float(self.padded_tokens))
+
+    @property
+    def loss(self) -> float:
+        return self.read().loss
 
 
 def resolve_precision(setting: str, device: torch.device, section: str = "train") -> str:
@@ -109,35 +133,37 @@ def build_engine(model: MiniMindTTS, config: TrainConfig, world_size: int, preci
     return engine
 
 
-def global_targets(batches: Sequence[Batch], dist: Dist | None) -> int:
-    """Supervised targets of this optimizer step: every micro-batch, summed over all processes (one collective)."""
-    local = sum(int((b.targets != IGNORE_INDEX).sum()) for b in batches)  # CPU tensors: no device sync
-    if dist is None or dist.world_size == 1:
-        return local
-    total = torch.tensor([local], dtype=torch.int64, device=dist.device)
-    torch.distributed.all_reduce(total)
-    return int(total.item())
+def global_counts(batches: Sequence[Batch], dist: Dist | None) -> tuple[int, int, int]:
+    """Supervised targets, real and padded tokens of this optimizer step, over all processes: host values only.
+
+    Batches are built on the host, so these are known before the forward and reduce on the CPU (one
+    collective, Dist.sum_on_host) without waiting for the device.
+    """
+    local = [sum(int((b.targets != IGNORE_INDEX).sum()) for b in batches),
+             sum(b.real_tokens for b in batches), sum(b.padded_tokens for b in batches)]
+    targets, real, padded = dist.sum_on_host(local) if dist is not None else local
+    return targets, real, padded
 
 
-def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dist | None = None) -> StepStats:
+def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dist | None = None) -> StepSums:
     """Forward and backward over `batches`, the micro-batches of one optimizer step (the engine steps at the last).
 
     The loss is the cross-entropy summed over the step's targets, divided by their count over all micro-batches
     and processes: every target weighs the same, however the batches are cut. DeepSpeed divides each backward by
     the accumulation steps and averages gradients over processes, so each micro-batch's sum is scaled by
     (micro-batches x processes) / targets to undo both. With one micro-batch on one process that is the mean.
+    Nothing here waits for the device: the statistics come back as unread StepSums.
     """
     world = dist.world_size if dist is not None else 1
-    scale = len(batches) * world / max(global_targets(batches, dist), 1)
+    targets, real_tokens, padded_tokens = global_counts(batches, dist)
+    scale = len(batches) * world / max(targets, 1)
     aux_weight = engine.module.config.aux_loss_weight
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
     for batch in batches:
         out = engine(batch.input_ids.to(device, non_blocking=True), targets=batch.targets.to(device, non_blocking=True))
         engine.backward(out.ce_loss * out.n_targets * scale + aux_weight * out.aux_loss)
         engine.step()
         n = out.n_targets.detach().double()
-        sums += torch.stack([out.ce_loss.detach().double() * n, out.accuracy.detach().double() * n, n,
+        sums += torch.stack([out.ce_loss.detach().double() * n, out.accuracy.detach().double() * n,
                              out.aux_loss.detach().double()])
-    loss_sum, correct, targets, aux = sums.tolist()  # one device sync per step, not per micro-batch
-    return StepStats(loss_sum, correct, targets, aux, float(len(batches)), float(sum(b.real_tokens for b in batches)),
-                     float(sum(b.padded_tokens for b in batches)))
+    return StepSums(sums, targets, len(batches) * world, real_tokens, padded_tokens)

@@ -28,7 +28,7 @@ from stages.config.model import GenerationConfig, load_model_config
 from stages.lm.export import LoadedModel
 from stages.lm.generate import fit_length_ratios
 from stages.lm.model import MiniMindTTS, describe
-from stages.lm.vocab import Vocab
+from stages.lm.vocab import IGNORE_INDEX, Vocab
 from stages.text.tokenizer import TextTokenizer
 from stages.train import checkpoint, compat, resume
 from stages.train.batching import validation_batches
@@ -37,8 +37,9 @@ from stages.train.consolidate import export_model, write_run_files
 from stages.train.corpus import CorpusIndex, Subset, codec_metadata, index_corpus, overhead
 from stages.train.data import Batch, Position, SpeakerTokens, TrainBatches, read_batches
 from stages.train.distributed import init_distributed
-from stages.train.engine import StepStats, build_engine, deepspeed_config, resolve_precision, train_step
+from stages.train.engine import StepStats, StepSums, build_engine, deepspeed_config, resolve_precision, train_step
 from stages.train.metrics import MetricsLog, progress_bar
+from stages.train.prefetch import Prefetched
 
 log = logging.getLogger("train")
 
@@ -181,61 +182,72 @@ class Trainer:
         return ((c.max_steps is not None and self.step >= c.max_steps)
                 or (c.token_budget is not None and self.tokens >= c.token_budget))
 
-    def train_step(self, batches: Sequence[Batch]) -> StepStats:
+    def train_step(self, batches: Sequence[Batch]) -> StepSums:
         return train_step(self.engine, batches, self.dist.device, self.dist)
 
     def fit(self) -> None:
-        """Train until the budget is spent, validating and checkpointing on schedule; always ends on a checkpoint."""
+        """Train until the budget is spent, validating and checkpointing on schedule; always ends on a checkpoint.
+
+        Batches are built ahead in a background thread (prefetch.py); the step's statistics stay on the device
+        and are read, with the gradient norm, only when logged, so the host waits for the device only there.
+        """
         c = self.config
-        stream = self.data.stream(self.position)
+        on_gpu = self.dist.device.type == "cuda"
         bar = progress_bar(self.total_steps, self.step, self.progress and self.dist.is_main)
-        window, window_seconds = StepStats(), 0.0
+        window, window_seconds = StepSums(), 0.0
         self.engine.train()
-        while not self.done():
-            started = time.perf_counter()
-            lr = self.engine.get_lr()[0]
-            micro = []
-            for _ in range(c.grad_accum):
-                batch, self.position = next(stream)
-                micro.append(batch)
-            stats = self.train_step(micro).all_reduce(self.dist)
-            self.step += 1
-            self.tokens += int(stats.real_tokens)
-            window = window.add(stats)
-            window_seconds += time.perf_counter() - started
-            grad_norm = self.engine.get_global_grad_norm()
-            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-            if self.step % c.log_every == 0 or self.done():
-                scalars = {"loss": window.loss, "accuracy": window.accuracy, "lr": lr, "grad_norm": grad_norm,
-                           "tokens_per_s": window.real_tokens / max(window_seconds, 1e-9),
-                           "nonpad_share": window.nonpad_share,
-                           "epoch": self.position.epoch, "tokens": self.tokens}
-                if self.model_config.is_moe:
-                    scalars["aux_loss"] = window.aux_sum / max(window.micro_batches, 1.0)
-                self.metrics.write(self.step, "train", scalars)
-                bar.set_postfix(loss=f"{window.loss:.3f}", acc=f"{window.accuracy:.3f}", lr=f"{lr:.2e}",
-                                tok_s=f"{scalars['tokens_per_s']:.0f}", refresh=False)
-                window, window_seconds = StepStats(), 0.0
-            bar.update(1)
-            if self.step % c.validate_every == 0 or self.done():
-                self.keep_if_best(self.validate())
-            if (self.step % c.checkpoint_every == 0 or self.done()) and self.saved_step != self.step:
-                self.save()
+        with Prefetched(self.data.stream(self.position), depth=c.prefetch_batches, pin_memory=on_gpu) as stream:
+            while not self.done():
+                started = time.perf_counter()
+                lr = self.engine.get_lr()[0]
+                micro = []
+                for _ in range(c.grad_accum):
+                    batch, self.position = next(stream)
+                    micro.append(batch)
+                step = self.train_step(micro)
+                self.step += 1
+                self.tokens += step.real_tokens
+                window = window.add(step)
+                if self.step % c.log_every == 0 or self.done():
+                    self.log_window(window.read(self.dist), lr, window_seconds + time.perf_counter() - started, bar)
+                    window, window_seconds = StepSums(), 0.0
+                else:
+                    window_seconds += time.perf_counter() - started
+                bar.update(1)
+                if self.step % c.validate_every == 0 or self.done():
+                    self.keep_if_best(self.validate())
+                if (self.step % c.checkpoint_every == 0 or self.done()) and self.saved_step != self.step:
+                    self.save()
         bar.close()
         if self.saved_step != self.step:  # resumed at the end of a finished run
             self.save()
 
+    def log_window(self, window: StepStats, lr: float, seconds: float, bar) -> None:
+        """The steps since the last log, in metrics.jsonl, TensorBoard and the progress bar."""
+        grad_norm = self.engine.get_global_grad_norm()  # of the last step; reading it waits for the device
+        scalars = {"loss": window.loss, "accuracy": window.accuracy, "lr": lr,
+                   "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                   "tokens_per_s": window.real_tokens / max(seconds, 1e-9), "nonpad_share": window.nonpad_share,
+                   "epoch": self.position.epoch, "tokens": self.tokens}
+        if self.model_config.is_moe:
+            scalars["aux_loss"] = window.aux_sum / max(window.micro_batches, 1.0)
+        self.metrics.write(self.step, "train", scalars)
+        bar.set_postfix(loss=f"{window.loss:.3f}", acc=f"{window.accuracy:.3f}", lr=f"{lr:.2e}",
+                        tok_s=f"{scalars['tokens_per_s']:.0f}", refresh=False)
+
     @torch.no_grad()
     def validate(self) -> Optional[dict]:
         """Loss and speech-token accuracy on the valid split (None when it is empty), logged at this step."""
-        stats = StepStats()
+        device = self.dist.device
+        sums, targets = torch.zeros(3, dtype=torch.float64, device=device), 0
         self.engine.eval()
         for batch in read_batches(self.valid_index, self.valid_plan, self.vocab, SpeakerTokens(self.speaker_tokens)):
-            out = self.engine(batch.input_ids.to(self.dist.device), targets=batch.targets.to(self.dist.device))
-            n = out.n_targets.item()
-            stats = stats.add(StepStats(out.ce_loss.item() * n, out.accuracy.item() * n, n))
+            out = self.engine(batch.input_ids.to(device), targets=batch.targets.to(device))
+            n = out.n_targets.double()
+            sums += torch.stack([out.ce_loss.double() * n, out.accuracy.double() * n, torch.zeros_like(n)])
+            targets += int((batch.targets != IGNORE_INDEX).sum())
         self.engine.train()
-        stats = stats.all_reduce(self.dist)
+        stats = StepSums(sums, self.dist.sum_on_host([targets])[0]).read(self.dist)
         if stats.targets == 0:
             return None
         scalars = {"loss": stats.loss, "accuracy": stats.accuracy}
