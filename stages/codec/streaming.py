@@ -27,14 +27,15 @@ class StreamingDecoder:
         if not 0 < crossfade <= hold:
             raise ValueError(f"need 0 < crossfade ({crossfade}) <= hold ({hold})")
         self.codec, self.context, self.hold, self.crossfade = codec, context, hold, crossfade
+        self.device = next(codec.parameters()).device   # codes go where the codec is (a GPU's, not the CPU)
         self.codes: list[int] = []
         self.emitted = 0                    # codes whose audio has been returned
         self.tail = np.zeros(0, np.float32)  # previous window's audio of the first `crossfade` pending codes
 
     @torch.inference_mode()
     def _decode(self, start: int) -> np.ndarray:
-        codes = torch.tensor([self.codes[start:]], dtype=torch.long)
-        return self.codec.decode(codes)[0].cpu().numpy()
+        codes = torch.tensor([self.codes[start:]], dtype=torch.long, device=self.device)
+        return self.codec.decode(codes)[0].float().cpu().numpy()
 
     def _emit(self, end: int) -> np.ndarray:
         if end <= self.emitted:
