@@ -258,25 +258,29 @@ def pretrain(device: torch.device, smoke: bool, given_peak: float | None) -> dic
     torch.manual_seed(0)
     model = MiniMindTTS(model_config, vocab.size).to(device)
     total = warmup + steps
+    # each step returns its loss unread, as the training loop leaves it between log steps: no per-step sync
     if engine_name.startswith("DeepSpeed"):
         engine = build_engine(model, config, 1, precision, total)
-        step = lambda batch: train_step(engine, [batch], device).loss  # noqa: E731
+        step = lambda batch: train_step(engine, [batch], device)  # noqa: E731
+        read = lambda sums: sums.loss  # noqa: E731
     else:
         model.to(torch.bfloat16 if precision == "bf16" else torch.float32)
         optimizer, schedule = optimizer_and_schedule(model, config, total)
+        read = lambda loss: float(loss)  # noqa: E731
 
-        def step(batch) -> float:
+        def step(batch) -> torch.Tensor:
             output = model(batch.input_ids.to(device), targets=batch.targets.to(device))
             output.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            return output.ce_loss.item()
+            return output.ce_loss.detach()
     for k in range(warmup):
-        step(batches[k % len(batches)])
+        read(step(batches[k % len(batches)]))
     timed_batches = [batches[(warmup + k) % len(batches)] for k in range(steps)]
-    seconds, loss = timed(device, lambda: [step(b) for b in timed_batches][-1], 1)
+    seconds, last = timed(device, lambda: [step(b) for b in timed_batches][-1], 1)
+    loss = read(last)
     active = parameter_count(model_config, vocab.size)["active"]
     attention_width = model_config.n_heads * model_config.head_dim
     tokens = sum(b.real_tokens for b in timed_batches)
