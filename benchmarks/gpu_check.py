@@ -337,7 +337,7 @@ def generation(device: torch.device, smoke: bool, work: Path) -> dict:
     from stages.runtime import Synthesizer
 
     codec_yaml, codec_ckpt = work / "codec_full.yaml", work / "codec_full.ckpt"
-    codec_name = "full-size, from codec_training"
+    codec_name = "the one codec_training trained with the full config (the tiny preset under --smoke)"
     if not codec_ckpt.exists():
         (codec_yaml, codec_ckpt), codec_name = DEMO_CODEC, "demo (codec_training did not run)"
     presets = {"26m": "tiny", "104m": "tiny"} if smoke else {"26m": "26m", "104m": "104m"}
