@@ -9,7 +9,8 @@ shuffle buffer, a sort buffer, then dynamic batches that fill a padded-token bud
 lengths, so a plan is cheap, testable and the same on every process: a resumed run skips the batches it
 already trained on without reading them, and sees exactly the batches an uninterrupted run would. The
 global batch list is split round-robin across processes, after `balance` splits a few batches so that
-every process gets the same number of steps.
+every process gets the same number of steps (and data.py balances the rest of an epoch anew when a run
+resumes with another number of processes).
 """
 
 from __future__ import annotations

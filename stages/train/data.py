@@ -7,13 +7,19 @@ The corpus index (corpus.py) says which utterances to train on and where their c
 (batching.py) turns their lengths into each epoch's batches. `TrainBatches` is one process's endless stream
 of them, from a resumable `Position`: it reads the codes row group by row group, holding only the row
 groups that batches still to come need, and builds each sequence with its optional speaker token.
+
+A run may resume at another world size mid-epoch. The batches already trained on are then the first
+(world size x batches) of the epoch's global plan, whatever process trained them; the rest of the epoch is
+re-balanced for the new world size and dealt out anew, so every utterance of the epoch is still trained on
+exactly once. The position records each such change (`Position.earlier`) until the epoch ends, so a
+second resume, at any world size, rebuilds the same plan.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import math
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -24,8 +30,10 @@ import torch
 
 from stages.common.tables import TableError
 from stages.lm.vocab import Vocab, collate
-from stages.train.batching import nonpad_share, plan_epoch
+from stages.train.batching import balance, nonpad_share, plan_epoch
 from stages.train.corpus import CorpusIndex, Subset, codec_metadata, index_corpus, overhead
+
+log = logging.getLogger("train")
 
 
 @dataclass
@@ -50,18 +58,32 @@ class Batch:
 
 @dataclass(frozen=True)
 class Position:
-    """Where a process is in the data: `batches` of this process's share of epoch `epoch` are done."""
+    """Where the run is in the data: each of `world_size` processes has done `batches` of its share of epoch `epoch`.
+
+    `earlier` is empty unless the run resumed at another world size in this epoch: then it holds the
+    (world_size, batches) of each earlier part of the epoch, oldest first (see `TrainBatches.global_plan`).
+    """
 
     epoch: int = 0
     batches: int = 0
     world_size: int = 1
+    earlier: tuple[tuple[int, int], ...] = ()
 
     def to_dict(self) -> dict:
-        return {"epoch": self.epoch, "batches": self.batches, "world_size": self.world_size}
+        return {"epoch": self.epoch, "batches": self.batches, "world_size": self.world_size,
+                "earlier": [list(part) for part in self.earlier]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Position":
-        return cls(int(data["epoch"]), int(data["batches"]), int(data["world_size"]))
+        earlier = tuple((int(w), int(b)) for w, b in data.get("earlier", ()))  # absent in older checkpoints
+        return cls(int(data["epoch"]), int(data["batches"]), int(data["world_size"]), earlier)
+
+    def at(self, world_size: int) -> "Position":
+        """The same point of the data for `world_size` processes: a change of world size starts a new part."""
+        if world_size == self.world_size:
+            return self
+        earlier = self.earlier + ((self.world_size, self.batches),) if self.batches else self.earlier
+        return Position(self.epoch, 0, world_size, earlier)
 
 
 class CodesReader:
@@ -158,22 +180,39 @@ class TrainBatches:
         if too_long:
             raise ValueError(f"{too_long} utterance(s) are longer than batch_tokens {batch_tokens}; "
                              "raise batch_tokens or lower max_codes")
-        self.epoch = 0
+        self.epoch, self.earlier = 0, ()
         self._plan: Optional[list[list[int]]] = None
 
-    def set_epoch(self, epoch: int) -> None:
-        """Reshuffle: the order depends on (seed, epoch) only, so every process and every rerun agree."""
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, earlier: tuple[tuple[int, int], ...] = ()) -> None:
+        """Reshuffle: the order depends on (seed, epoch) only, so every process and every rerun agree.
+
+        `earlier`: the parts of this epoch already trained at other world sizes (`Position.earlier`).
+        """
+        self.epoch, self.earlier = epoch, tuple(earlier)
         self._plan = None
 
     def global_plan(self) -> list[list[int]]:
+        """The global batches of the current part of the epoch, dealt round-robin to the processes.
+
+        The whole epoch, planned for this world size; after a resume at another world size, what its earlier
+        parts left of it: the epoch as planned for the world size it began with, less each part's first
+        (world size x batches) global batches, re-balanced for the next world size.
+        """
         if self._plan is None:
-            self._plan = plan_epoch(self.units, self.lengths, self.epoch, self.seed, self.shuffle_buffer,
-                                    self.sort_buffer, self.batch_tokens, self.world_size)
+            sizes = [w for w, _ in self.earlier] + [self.world_size]
+            plan = plan_epoch(self.units, self.lengths, self.epoch, self.seed, self.shuffle_buffer, self.sort_buffer,
+                              self.batch_tokens, sizes[0])
+            for (world, done), now in zip(self.earlier, sizes[1:]):
+                plan, dropped = balance(plan[world * done:], now)
+                if dropped and self.rank == 0:
+                    log.warning("epoch %d: %d utterance(s) left out of the rest of the epoch, which has fewer "
+                                "batches than %d processes and none of two utterances to split",
+                                self.epoch, dropped, now)
+            self._plan = plan
         return self._plan
 
     def plan(self) -> list[list[int]]:
-        """This process's batches of the current epoch: every world_size-th global batch."""
+        """This process's batches of the current part of the epoch: every world_size-th global batch."""
         return self.global_plan()[self.rank::self.world_size]
 
     def __len__(self) -> int:
@@ -183,24 +222,26 @@ class TrainBatches:
         return self.iterate()
 
     def iterate(self, start: int = 0) -> Iterator[Batch]:
-        """The current epoch's batches from the `start`-th on (the earlier ones are skipped unread)."""
+        """The current part's batches from the `start`-th on (the earlier ones are skipped unread)."""
         speakers = SpeakerTokens(self.speaker_tokens, self.speaker_dropout, self.epoch, self.seed)
         return read_batches(self.index, self.plan()[start:], self.vocab, speakers)
 
     def stream(self, position: Position = Position()) -> Iterator[tuple[Batch, Position]]:
-        """Batches without end, each with the position after it: resuming there continues exactly."""
-        epoch, start = position.epoch, position.batches
-        if position.world_size != self.world_size and (position.epoch, position.batches) != (0, 0):
-            # the plan of another world size splits batches differently: keep the share of the epoch done
-            start = math.ceil(position.batches * position.world_size / self.world_size)
+        """Batches without end, each with the position after it: resuming there continues exactly.
+
+        A position of another world size continues the same epoch: its batches done are kept done, and the
+        rest of the epoch is shared out among this world size (`global_plan`).
+        """
+        position = position.at(self.world_size)
+        epoch, start, earlier = position.epoch, position.batches, position.earlier
         while True:
-            self.set_epoch(epoch)
-            if len(self) == 0:
+            self.set_epoch(epoch, earlier)
+            if not earlier and len(self) == 0:
                 raise ValueError(f"epoch {epoch} has no batch for process {self.rank} of {self.world_size}: "
                                  "too little data for this many processes")
             for k, batch in enumerate(self.iterate(start), start=start + 1):
-                yield batch, Position(epoch, k, self.world_size)
-            epoch, start = epoch + 1, 0
+                yield batch, Position(epoch, k, self.world_size, earlier)
+            epoch, start, earlier = epoch + 1, 0, ()
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -8,6 +8,12 @@ newest checkpoint only when the fingerprints match; a folder of another run (Sna
 because a parameter or input changed) is moved aside to `<folder>.stale`, so an accidental change costs
 nothing that a rename cannot undo. What DeepSpeed does not save rides in each checkpoint's client state:
 step, token count, data position and every process's RNG states.
+
+The world size is not part of the fingerprint: a run may resume with another number of processes (a requeued
+job given fewer GPUs). Its checkpoint is then converted to DeepSpeed's universal layout and loaded from there,
+so weights, Adam moments, step and schedule carry over exactly; the data continues the same epoch
+(data.Position), and the processes that existed before continue their RNG streams. `grad_accum` is per
+process, so the global batch follows the world size from then on.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
@@ -33,6 +39,7 @@ from stages.train.data import Position
 from stages.train.distributed import Dist
 
 log = logging.getLogger("train")
+T = TypeVar("T")
 FINGERPRINT_FILE = "fingerprint.json"   # what a checkpoint folder was trained with, checked before resuming
 
 
@@ -98,16 +105,69 @@ def client_state(step: int, tokens: int, position: Position, dist: Dist) -> dict
             "world_size": dist.world_size}
 
 
-def restore(engine: Any, checkpoint_dir: Path, tag: str, dist: Dist) -> tuple[int, int, Position]:
-    """Weights, optimizer and schedule (DeepSpeed), then RNG states; returns (step, tokens, data position)."""
-    _, state = engine.load_checkpoint(str(checkpoint_dir), tag=tag)
-    position = Position.from_dict(state["position"])
-    if state["world_size"] == dist.world_size:
-        checkpoint.set_rng_states(state["rng"][dist.rank])
-    elif dist.is_main:
-        log.warning("resuming %d process(es)' run with %d: data order and dropout will not match an "
-                    "uninterrupted run", state["world_size"], dist.world_size)
+def on_main(dist: Dist, decide: Callable[[], T]) -> T:
+    """`decide()` run by the main process alone, its answer (or its error) sent to every process.
+
+    Each process then takes the same path: one that failed alone, or read the folder differently, would leave
+    the others waiting in a collective.
+    """
+    answer: list = [None]
     if dist.is_main:
-        log.info("resumed from %s: step %d, epoch %d, batch %d", tag, state["step"], position.epoch,
-                 position.batches)
+        try:
+            answer = [(decide(), None)]
+        except (OSError, RuntimeError, ValueError) as error:
+            answer = [(None, error)]
+    torch.distributed.broadcast_object_list(answer, src=0)
+    result, error = answer[0]
+    if error is not None:
+        raise error
+    return result
+
+
+def restore(engine: Any, checkpoint_dir: Path, tag: str, dist: Dist) -> tuple[int, int, Position]:
+    """Weights, optimizer and schedule (DeepSpeed), then RNG states; returns (step, tokens, data position).
+
+    Called on every process. A checkpoint of another world size is loaded through a universal checkpoint.
+    """
+    saved_world_size = on_main(dist, lambda: checkpoint.saved_world_size(checkpoint_dir, tag))
+    if saved_world_size == dist.world_size:
+        _, state = engine.load_checkpoint(str(checkpoint_dir), tag=tag)
+    else:
+        state = load_resharded(engine, checkpoint_dir, tag, saved_world_size, dist)
+    position = Position.from_dict(state["position"])
+    if dist.rank < len(state["rng"]):  # a process added by a larger world keeps the seed it started with
+        checkpoint.set_rng_states(state["rng"][dist.rank])
+    if dist.is_main:
+        log.info("resumed from %s: step %d, epoch %d, batch %d of %d process(es)", tag, state["step"],
+                 position.epoch, position.batches, position.world_size)
     return state["step"], state["tokens"], position
+
+
+def load_resharded(engine: Any, checkpoint_dir: Path, tag: str, saved_world_size: int, dist: Dist) -> dict:
+    """Load a checkpoint saved by `saved_world_size` processes into this engine of another world size; its client state.
+
+    The main process converts it to a universal checkpoint (checkpoint.to_universal) while the others wait;
+    every process then cuts its own shards from it, and the conversion is deleted once all have loaded.
+    """
+    def convert() -> Path:
+        log.warning("%s was saved by %d process(es); resuming it with %d through a universal checkpoint "
+                    "(grad_accum counts per process: a step now trains %d/%d as many batches)",
+                    tag, saved_world_size, dist.world_size, dist.world_size, saved_world_size)
+        try:
+            return checkpoint.to_universal(checkpoint_dir, tag)
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\nresume it with {saved_world_size} process(es), or delete {checkpoint_dir} "
+                               "to train from scratch") from None
+
+    universal = on_main(dist, convert)
+    # DeepSpeed reads the universal layout only when its config says so (`checkpoint.load_universal`); the
+    # engine was built for ordinary checkpoints, so the setting is on for this one load
+    engine._config.load_universal_checkpoint = True
+    try:
+        _, state = engine.load_checkpoint(str(universal), tag=tag)
+    finally:
+        engine._config.load_universal_checkpoint = False
+    torch.distributed.barrier()
+    if dist.is_main:
+        shutil.rmtree(universal)
+    return state
