@@ -8,6 +8,7 @@ Everything runs on the CPU with a tiny model; most runs share this process's one
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -318,3 +319,17 @@ def test_export_best_writes_the_weights_of_the_lowest_validation_loss(corpus, tm
     exported = load_file(str(tmp_path / "model" / "model.safetensors"))
     assert all(torch.equal(exported[name], state[name]) for name in exported)
     assert trainer.step == 12
+
+
+def test_a_token_budget_run_stops_on_its_budget_and_decays_by_the_share_spent(corpus, tmp_path):
+    budget = 6_000
+    trainer = fit(corpus, tmp_path, config(max_steps=None, token_budget=budget, checkpoint_every=100,
+                                           validate_every=100))
+    steps = metrics(tmp_path / "checkpoints")
+    assert steps[-2]["tokens"] < budget <= steps[-1]["tokens"] == trainer.tokens
+    # the lr logged at step s is the one step s trained with: set by the tokens before it
+    for before, logged in zip(steps, steps[1:]):
+        if logged["step"] > BASE["warmup_steps"]:
+            share = min(1.0, before["tokens"] / budget)
+            expected = BASE["min_lr"] + (BASE["lr"] - BASE["min_lr"]) * 0.5 * (1 + math.cos(math.pi * share))
+            assert logged["lr"] == pytest.approx(expected), logged["step"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -108,8 +108,9 @@ def deepspeed_config(config: TrainConfig, world_size: int, precision: str) -> di
     return ds
 
 
-def optimizer_and_schedule(model: torch.nn.Module, config: TrainConfig, total_steps: int):
-    """torch's AdamW (decay on matrices only) and the warm-up + cosine schedule.
+def optimizer_and_schedule(model: torch.nn.Module, config: TrainConfig, total_steps: Optional[int],
+                           budget_spent: Optional[Callable[[], float]] = None):
+    """torch's AdamW (decay on matrices only) and the warm-up + cosine schedule (schedule.py).
 
     torch's AdamW, not DeepSpeed's: FusedAdam / DeepSpeedCPUAdam are JIT-compiled on first use (80-100 s)
     and give the same updates.
@@ -119,15 +120,16 @@ def optimizer_and_schedule(model: torch.nn.Module, config: TrainConfig, total_st
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=tuple(config.betas))
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(config.warmup_steps, total_steps, config.min_lr / config.lr))
+        optimizer, warmup_cosine(config.warmup_steps, total_steps, config.min_lr / config.lr, budget_spent))
     return optimizer, schedule
 
 
-def build_engine(model: MiniMindTTS, config: TrainConfig, world_size: int, precision: str, total_steps: int):
+def build_engine(model: MiniMindTTS, config: TrainConfig, world_size: int, precision: str,
+                 total_steps: Optional[int], budget_spent: Optional[Callable[[], float]] = None):
     """The DeepSpeed engine around `model`, in a process group that is already up (see distributed.py)."""
     import deepspeed
 
-    optimizer, schedule = optimizer_and_schedule(model, config, total_steps)
+    optimizer, schedule = optimizer_and_schedule(model, config, total_steps, budget_spent)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
                                       config=deepspeed_config(config, world_size, precision), dist_init_required=False)
     return engine
@@ -145,17 +147,19 @@ def global_counts(batches: Sequence[Batch], dist: Dist | None) -> tuple[int, int
     return targets, real, padded
 
 
-def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dist | None = None) -> StepSums:
+def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dist | None = None,
+               counts: Optional[tuple[int, int, int]] = None) -> StepSums:
     """Forward and backward over `batches`, the micro-batches of one optimizer step (the engine steps at the last).
 
     The loss is the cross-entropy summed over the step's targets, divided by their count over all micro-batches
     and processes: every target weighs the same, however the batches are cut. DeepSpeed divides each backward by
     the accumulation steps and averages gradients over processes, so each micro-batch's sum is scaled by
     (micro-batches x processes) / targets to undo both. With one micro-batch on one process that is the mean.
-    Nothing here waits for the device: the statistics come back as unread StepSums.
+    Nothing here waits for the device: the statistics come back as unread StepSums. `counts` are the
+    batches' global_counts, when the caller needed them first.
     """
     world = dist.world_size if dist is not None else 1
-    targets, real_tokens, padded_tokens = global_counts(batches, dist)
+    targets, real_tokens, padded_tokens = counts if counts is not None else global_counts(batches, dist)
     scale = len(batches) * world / max(targets, 1)
     aux_weight = engine.module.config.aux_loss_weight
     sums = torch.zeros(3, dtype=torch.float64, device=device)

@@ -37,7 +37,8 @@ from stages.train.consolidate import export_model, write_run_files
 from stages.train.corpus import CorpusIndex, Subset, codec_metadata, index_corpus, overhead
 from stages.train.data import Batch, Position, SpeakerTokens, TrainBatches, read_batches
 from stages.train.distributed import init_distributed
-from stages.train.engine import StepStats, StepSums, build_engine, deepspeed_config, resolve_precision, train_step
+from stages.train.engine import (StepStats, StepSums, build_engine, deepspeed_config, global_counts, resolve_precision,
+                                 train_step)
 from stages.train.metrics import MetricsLog, progress_bar
 from stages.train.prefetch import Prefetched
 
@@ -88,7 +89,12 @@ class Trainer:
                                               self.init_from)
         # resume or start afresh: decided before the costly engine
         resume_tag = resume.claim_checkpoint_dir(self.checkpoint_dir, self.fingerprint, self.dist.is_main)
-        self.engine = build_engine(model, config, self.dist.world_size, self.precision, self.total_steps)
+        self.tokens = 0
+        # a token-budget run decays its lr by the share of the budget spent, which a resume with another
+        # number of processes leaves continuous (its step estimate, total_steps, is for the progress bar)
+        budget_spent = (lambda: self.tokens / config.token_budget) if config.token_budget is not None else None
+        self.engine = build_engine(model, config, self.dist.world_size, self.precision,
+                                   config.max_steps if budget_spent else self.total_steps, budget_spent)
         # each process its own dropout stream, restored exactly on resume
         seed = config.seed + 1 + self.dist.rank
         random.seed(seed)
@@ -183,7 +189,10 @@ class Trainer:
                 or (c.token_budget is not None and self.tokens >= c.token_budget))
 
     def train_step(self, batches: Sequence[Batch]) -> StepSums:
-        return train_step(self.engine, batches, self.dist.device, self.dist)
+        """One optimizer step; its tokens count before the schedule sets the next step's lr (a token budget's)."""
+        counts = global_counts(batches, self.dist)
+        self.tokens += counts[1]
+        return train_step(self.engine, batches, self.dist.device, self.dist, counts)
 
     def fit(self) -> None:
         """Train until the budget is spent, validating and checkpointing on schedule; always ends on a checkpoint.
@@ -206,7 +215,6 @@ class Trainer:
                     micro.append(batch)
                 step = self.train_step(micro)
                 self.step += 1
-                self.tokens += step.real_tokens
                 window = window.add(step)
                 if self.step % c.log_every == 0 or self.done():
                     self.log_window(window.read(self.dist), lr, window_seconds + time.perf_counter() - started, bar)
