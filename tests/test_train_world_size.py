@@ -11,6 +11,7 @@ batches and their losses, and the whole fp32 weights and Adam moments at every s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -261,8 +262,29 @@ def logs(run_dir: Path) -> str:
     return "\n".join(p.read_text()[-3000:] for p in sorted(run_dir.glob("torchrun-*.log")))
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`: torchrun starts each worker in a session of its own, out of its group."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 def kill_after(process: subprocess.Popen, run_dir: Path, step: int, timeout: float = 120) -> None:
-    """SIGKILL the whole run (torchrun and its processes) once a process has trained `step` (where it holds)."""
+    """SIGKILL the whole run (torchrun and its processes) once a process has trained `step` (where it holds).
+
+    The workers die with torchrun, as a node's crash takes them all; left alive, they would wait for their
+    dead peers forever, holding a gigabyte each.
+    """
     deadline = time.monotonic() + timeout
     try:
         while not any(r["step"] == step for r in traced(run_dir)):
@@ -271,7 +293,11 @@ def kill_after(process: subprocess.Popen, run_dir: Path, step: int, timeout: flo
             time.sleep(0.05)
     finally:
         if process.poll() is None:
+            workers = descendants(process.pid)
             os.killpg(process.pid, signal.SIGKILL)
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         process.wait()
 
 
