@@ -8,11 +8,23 @@ Times the real `Synthesizer` (stages/runtime/synthesizer.py) three ways: the ten
 `say_streaming`, and a batch of 8 sentences through `speak` (seconds of audio made per second).
 
 "before" is the code of `--before` (the commit preceding the decoding changes), extracted with `git archive`
-and run in its own worker process; "after" is this checkout, in fp32 and with `quantize="int8"`. The
+and run in its own worker process; "after" is this checkout, in fp32, with `quantize="int8"` and with
+`dtype=torch.bfloat16` (the whole LM in bf16; oneDNN's bf16 kernels, AMX where the CPU has it) and with
+`compile=True` (torch.compile of the LM, inductor, dynamic shapes). The
 workers take turns one measurement at a time (ABAB...), and each figure is the median over `--reps`, so
 load from other jobs falls on every variant alike. The LMs are the 26m and tiny presets with random weights
 (speed does not depend on them) and the demo codec's real weights; every sentence's length is forced by
 setting min_len_ratio = max_len_ratio, so all variants decode the same number of codes.
+
+torch.compile here (torch 2.14, gcc): it compiles and gives eager's codes, and after warm-up no decode step
+recompiles. With static shapes the first decode step recompiles on `cache.length` (a Python int guarded by
+value) and dynamo then makes it symbolic (automatic dynamic), so `dynamic=True` is passed to skip that round.
+It still runs as several graphs, not one: `_check_positions` reads `int(positions.max())` on the CPU (a graph
+break), and the blocks after it are traced frame by frame, one recompile per layer on its `layer` index;
+a batch of 1 and of more, and the prompt and the one-token step, are graphs of their own. The first call of
+each takes about a minute here for 26m (96 s under load). The matmuls stay oneDNN/MKL calls either way, so
+only the fused elementwise work (norms, RoPE, SwiGLU) can gain: 26m, batch 1, 100 decode steps in turns,
+2 threads on a machine at load ~3.5: eager 360 ms/step, compiled 352 ms/step (1.02x, within the noise).
 """
 
 from __future__ import annotations
@@ -42,7 +54,9 @@ BATCH = ["A soft answer turneth away wrath.", "Pride goeth before destruction.",
          "A merry heart doeth good like a medicine.", "Go to the ant, thou sluggard; consider her ways, and be wise.",
          "The fear of the Lord is the beginning of knowledge.", "Hope deferred maketh the heart sick.",
          "Iron sharpeneth iron; so a man sharpeneth the countenance of his friend."]
-VARIANTS = {"before": {}, "after fp32": {}, "after int8": {"quantize": "int8"}}
+# Synthesizer options per variant; a dtype is named as in torch (JSON carries no torch.dtype)
+VARIANTS = {"before": {}, "after fp32": {}, "after int8": {"quantize": "int8"}, "after bf16": {"dtype": "bfloat16"},
+            "after compile": {"compile": True}}
 
 
 # ---- the worker: one process per code version, answering one measurement per line on stdin ----
@@ -66,8 +80,12 @@ def worker(stages_root: str, threads: int) -> None:
         job = json.loads(line)
         key = (job["model_dir"], json.dumps(job["options"], sort_keys=True))
         if key not in loaded:
-            loaded[key] = Synthesizer(job["model_dir"], CODEC_YAML, CODEC_CKPT, **job["options"])
-            loaded[key].say("Warm up.")
+            options = dict(job["options"])
+            if "dtype" in options:
+                options["dtype"] = getattr(torch, options["dtype"])
+            loaded[key] = Synthesizer(job["model_dir"], CODEC_YAML, CODEC_CKPT, **options)
+            loaded[key].say("Warm up.")  # a batch too: torch.compile makes other graphs for a batch of 1 and of more
+            loaded[key].speak([loaded[key].request(text) for text in BATCH[:2]])
         tts = loaded[key]
         start = time.perf_counter()
         if job["measure"] == "rtf":
@@ -186,7 +204,7 @@ def main() -> None:
     print(f"before = {args.before}, after = this checkout; {args.threads} threads; median of {args.reps}; "
           f"forced lengths: the ten-word sentence {results[(args.models[0], 'before', 'rtf')][0]['audio_seconds']:.2f} s, "
           f"the batch of {len(BATCH)} {results[(args.models[0], 'before', 'batch')][0]['audio_seconds']:.1f} s of audio")
-    print(f"{'model':<6} {'variant':<11} {'RTF':>6} {'first audio':>12} {'batch of 8':>12} "
+    print(f"{'model':<6} {'variant':<13} {'RTF':>6} {'first audio':>12} {'batch of 8':>12} "
           f"{'RTF ratio':>10} {'first ratio':>12} {'batch ratio':>12}")
     for model in args.models:
         def median(variant: str, measure: str, per_audio_second: bool) -> float:
@@ -196,7 +214,7 @@ def main() -> None:
         base = {m: median("before", m, m != "first_audio") for m in ("rtf", "first_audio", "batch")}
         for variant in VARIANTS:
             rtf, first, batch = (median(variant, m, m != "first_audio") for m in ("rtf", "first_audio", "batch"))
-            print(f"{model:<6} {variant:<11} {rtf:>6.3f} {first * 1000:>9.0f} ms {1 / batch:>10.1f}x "
+            print(f"{model:<6} {variant:<13} {rtf:>6.3f} {first * 1000:>9.0f} ms {1 / batch:>10.1f}x "
                   f"{base['rtf'] / rtf:>9.2f}x {base['first_audio'] / first:>11.2f}x {base['batch'] / batch:>11.2f}x")
     print(f"RTF = wall time of say() over the audio's duration (text, LM and codec); first audio = say_streaming "
           f"until its first non-empty chunk; batch of 8 = seconds of audio per second of speak() over 8 sentences; "

@@ -1,8 +1,10 @@
 """The fast decoding paths give what the plain ones give: batched sampling draws `sample`'s tokens row for
-row, the folded GQA decode equals expanded K/V, int8 greedy codes equal fp32's on a trained model, and the
-forward's max_seq_len check reads no tensor values off a device.
+row, the folded GQA decode equals expanded K/V, int8, bf16 and compiled greedy codes equal fp32's on a
+trained model (compiled: slow, `-m slow`), and the forward's max_seq_len check reads no tensor values off a
+device.
 
     .venv/bin/python -m pytest tests/test_decode_speed_paths.py -q
+    .venv/bin/python -m pytest tests/test_decode_speed_paths.py -q -m slow     # the torch.compile test
 """
 
 from __future__ import annotations
@@ -92,6 +94,39 @@ def test_int8_logits_stay_near_fp32():
         int8 = quantize_int8(copy.deepcopy(model))(ids).logits
     relative = ((int8 - fp32).norm() / fp32.norm()).item()
     assert relative < 0.05, relative
+
+
+def test_bf16_greedy_codes_equal_fp32_on_a_trained_model():
+    """The whole LM in bf16 on the CPU (weights, activations and the KV cache; norms and RoPE in fp32)."""
+    model, requests, codes = memorised_model()
+    config = GenerationConfig(temperature=0.0, min_len_ratio=0.0, max_len_ratio=10)
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    generated = generate(bf16, VOCAB, requests, config)
+    assert [g.codes for g in generated] == codes
+    assert [g.stop_reason for g in generated] == ["eos"] * len(requests)
+
+
+def test_bf16_logits_stay_near_fp32():
+    """On random weights the bf16 logits differ from fp32's by about bf16's rounding (8 bits of mantissa)."""
+    torch.manual_seed(0)
+    model = MiniMindTTS(SMALL, VOCAB.size).eval()
+    ids = torch.randint(0, VOCAB.size, (2, 40))
+    with torch.no_grad():
+        fp32 = model(ids).logits
+        bf16 = copy.deepcopy(model).to(torch.bfloat16)(ids).logits.float()
+    relative = ((bf16 - fp32).norm() / fp32.norm()).item()
+    assert relative < 0.05, relative
+
+
+@pytest.mark.slow
+def test_compiled_greedy_codes_equal_eager_on_a_trained_model():
+    """torch.compile (inductor, dynamic shapes) of the whole LM, as Synthesizer(compile=True) runs it; the
+    batch of 3 then one request alone, since a batch of 1 compiles graphs of its own."""
+    model, requests, codes = memorised_model()
+    config = GenerationConfig(temperature=0.0, min_len_ratio=0.0, max_len_ratio=10)
+    compiled = torch.compile(model, dynamic=True)
+    assert [g.codes for g in generate(compiled, VOCAB, requests, config)] == codes
+    assert generate(compiled, VOCAB, requests[:1], config)[0].codes == codes[0]
 
 
 def test_int8_is_refused_off_the_cpu():

@@ -39,6 +39,15 @@ def test_save_and_load_round_trip(tmp_path, changes):
     assert generate(loaded.model, loaded.vocab, request, loaded.generation) == generate(model, VOCAB, request, GENERATION)
 
 
+def test_load_in_bf16_or_int8(tmp_path):
+    save_model(build(), VOCAB, GENERATION, tmp_path / "model")
+    bf16 = load_model(tmp_path / "model", dtype=torch.bfloat16).model
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16} and bf16.lm_head.weight is bf16.embed.weight
+    assert load_model(tmp_path / "model", quantize="int8").model.embed.weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="fp32 weights"):
+        load_model(tmp_path / "model", dtype=torch.bfloat16, quantize="int8")
+
+
 def test_config_json_is_validated(tmp_path):
     save_model(build(), VOCAB, GENERATION, tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())

@@ -84,6 +84,13 @@ def test_say_speaks_every_sentence_and_reports_why_it_stopped(model_dir):
         tts.say("   ")
 
 
+def test_the_lm_loads_in_bf16_beside_an_fp32_codec(model_dir):
+    tts = Synthesizer(model_dir, CODEC_YAML, CODEC_CKPT, dtype=torch.bfloat16)
+    assert tts.model.embed.weight.dtype == torch.bfloat16
+    speech = tts.say("Pride goeth before destruction.", speaker="rms")
+    assert speech.audio.dtype == np.float32 and len(speech.audio) > 0 and np.isfinite(speech.audio).all()
+
+
 def test_voice_prompt_and_streaming(model_dir):
     tts = Synthesizer(model_dir, CODEC_YAML, CODEC_CKPT)
     prompt_audio = np.sin(np.arange(24000, dtype=np.float32) / 20) * 0.2

@@ -100,11 +100,15 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu",
                dtype: Optional[torch.dtype] | str = "auto", quantize: Quantize = "none") -> LoadedModel:
     """Build the model from config.json and load its weights; returned in eval mode.
 
-    dtype "auto" is `inference_dtype(device)`; None keeps the saved fp32 weights. quantize "int8" makes
-    the linear layers dynamic int8 (CPU only; see `quantize_int8`), for inference.
+    dtype "auto" is `inference_dtype(device)`; None keeps the saved fp32 weights; torch.bfloat16 on a CPU
+    decodes in bf16 (oneDNN kernels; only worth it where the CPU has avx512_bf16 or AMX, and
+    benchmarks/bench_synthesis.py measures whether it is). quantize "int8" makes the linear layers dynamic
+    int8 (CPU only; see `quantize_int8`) from fp32 weights, so it takes no other dtype.
     """
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize: {quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
+    if quantize == "int8" and dtype not in ("auto", None, torch.float32):
+        raise ValueError(f"quantize int8 is made from fp32 weights; dtype {dtype} would be dropped")
     if dtype == "auto":
         dtype = inference_dtype(device)
     model_config, vocab, generation = read_config(model_dir)
