@@ -21,7 +21,10 @@ recompiles. With static shapes the first decode step recompiles on `cache.length
 value) and dynamo then makes it symbolic (automatic dynamic), so `dynamic=True` is passed to skip that round.
 It still runs as several graphs, not one: `_check_positions` reads `int(positions.max())` on the CPU (a graph
 break), and the blocks after it are traced frame by frame, one recompile per layer on its `layer` index;
-a batch of 1 and of more, and the prompt and the one-token step, are graphs of their own. The first call of
+a batch of 1 and of more, and the prompt and the one-token step, are graphs of their own. With 26m's 8
+layers those per-layer recompiles reach dynamo's recompile_limit (8) already for the batch of 1, so for a
+batch of more `Block.forward` falls back to eager ("hit config.recompile_limit (8) ... tensor 'x' size
+mismatch at index 0. expected 1, actual 2"): "after compile"'s batch figure is mostly eager blocks. The first call of
 each takes about a minute here for 26m (96 s under load). The matmuls stay oneDNN/MKL calls either way, so
 only the fused elementwise work (norms, RoPE, SwiGLU) can gain: 26m, batch 1, 100 decode steps in turns,
 2 threads on a machine at load ~3.5: eager 360 ms/step, compiled 352 ms/step (1.02x, within the noise).
