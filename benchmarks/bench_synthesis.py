@@ -9,22 +9,22 @@ Times the real `Synthesizer` (stages/runtime/synthesizer.py) three ways: the ten
 
 "before" is the code of `--before` (the commit preceding the decoding changes), extracted with `git archive`
 and run in its own worker process; "after" is this checkout, in fp32, with `quantize="int8"` and with
-`dtype=torch.bfloat16` (the whole LM in bf16; oneDNN's bf16 kernels, AMX where the CPU has it) and with
-`compile=True` (torch.compile of the LM, inductor, dynamic shapes). The
+`dtype=torch.bfloat16` (the whole LM in bf16; oneDNN's bf16 kernels, AMX where the CPU has it). The
 workers take turns one measurement at a time (ABAB...), and each figure is the median over `--reps`, so
 load from other jobs falls on every variant alike. The LMs are the 26m and tiny presets with random weights
 (speed does not depend on them) and the demo codec's real weights; every sentence's length is forced by
 setting min_len_ratio = max_len_ratio, so all variants decode the same number of codes.
 
-torch.compile here (torch 2.14, gcc): it compiles and gives eager's codes, and after warm-up no decode step
-recompiles. With static shapes the first decode step recompiles on `cache.length` (a Python int guarded by
+torch.compile was measured and not kept (86b5d15 had a Synthesizer option and a variant for it; the commit
+after removed them). Here (torch 2.14, gcc) it compiles and gives eager's codes, and after warm-up no decode
+step recompiles. With static shapes the first decode step recompiles on `cache.length` (a Python int guarded by
 value) and dynamo then makes it symbolic (automatic dynamic), so `dynamic=True` is passed to skip that round.
 It still runs as several graphs, not one: `_check_positions` reads `int(positions.max())` on the CPU (a graph
 break), and the blocks after it are traced frame by frame, one recompile per layer on its `layer` index;
 a batch of 1 and of more, and the prompt and the one-token step, are graphs of their own. With 26m's 8
 layers those per-layer recompiles reach dynamo's recompile_limit (8) already for the batch of 1, so for a
 batch of more `Block.forward` falls back to eager ("hit config.recompile_limit (8) ... tensor 'x' size
-mismatch at index 0. expected 1, actual 2"): "after compile"'s batch figure is mostly eager blocks. The first call of
+mismatch at index 0. expected 1, actual 2"). The first call of
 each takes about a minute here for 26m (96 s under load). The matmuls stay oneDNN/MKL calls either way, so
 only the fused elementwise work (norms, RoPE, SwiGLU) can gain: 26m, batch 1, 100 decode steps in turns,
 2 threads on a machine at load ~3.5: eager 360 ms/step, compiled 352 ms/step (1.02x, within the noise).
@@ -58,8 +58,7 @@ BATCH = ["A soft answer turneth away wrath.", "Pride goeth before destruction.",
          "The fear of the Lord is the beginning of knowledge.", "Hope deferred maketh the heart sick.",
          "Iron sharpeneth iron; so a man sharpeneth the countenance of his friend."]
 # Synthesizer options per variant; a dtype is named as in torch (JSON carries no torch.dtype)
-VARIANTS = {"before": {}, "after fp32": {}, "after int8": {"quantize": "int8"}, "after bf16": {"dtype": "bfloat16"},
-            "after compile": {"compile": True}}
+VARIANTS = {"before": {}, "after fp32": {}, "after int8": {"quantize": "int8"}, "after bf16": {"dtype": "bfloat16"}}
 
 
 # ---- the worker: one process per code version, answering one measurement per line on stdin ----
@@ -87,7 +86,7 @@ def worker(stages_root: str, threads: int) -> None:
             if "dtype" in options:
                 options["dtype"] = getattr(torch, options["dtype"])
             loaded[key] = Synthesizer(job["model_dir"], CODEC_YAML, CODEC_CKPT, **options)
-            loaded[key].say("Warm up.")  # a batch too: torch.compile makes other graphs for a batch of 1 and of more
+            loaded[key].say("Warm up.")  # and a batch, whose first call sizes buffers of its own
             loaded[key].speak([loaded[key].request(text) for text in BATCH[:2]])
         tts = loaded[key]
         start = time.perf_counter()

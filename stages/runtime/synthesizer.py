@@ -74,16 +74,13 @@ class Synthesizer:
 
     def __init__(self, model_dir: Path | str, codec_config: Path | str, codec_checkpoint: Path | str,
                  device: str = "cpu", quantize: Quantize = "none", dtype: Optional[torch.dtype] | str = "auto",
-                 compile: bool = False, **generation_overrides):
+                 **generation_overrides):
         # quantize="int8": the LM's linear layers in dynamic int8 on a CPU; dtype=torch.bfloat16 the LM in
         # bf16 on a CPU ("auto": bf16 on a GPU that has it, else fp32). Both decode codes that may drift
-        # from fp32's (README "Synthesis speed" measures them). compile=True: the LM through torch.compile
-        # (inductor; a C compiler on the CPU), shapes dynamic so the growing KV cache does not recompile
-        # each step; the first calls of each kind (prompt, decode step, batch of 1 or more) take a minute
+        # from fp32's (README "Synthesis speed" measures them; torch.compile was measured too and not kept:
+        # benchmarks/bench_synthesis.py says why)
         loaded = load_model(model_dir, device=device, dtype=dtype, quantize=quantize)
         self.model, self.vocab = loaded.model, loaded.vocab
-        if compile:
-            self.model = torch.compile(self.model, dynamic=True)
         self.generation = replace(loaded.generation, **generation_overrides)
         self.tokenizer = TextTokenizer.load(model_dir)
         self.codec = load_codec(codec_config, codec_checkpoint, device=device)
