@@ -100,6 +100,14 @@ def test_voice_prompt_and_streaming(model_dir):
     assert sum(len(c) for c in chunks) > 0
 
 
+def test_command_line_speaks_with_an_int8_lm(model_dir, tmp_path, capsys):
+    main(["--model", str(model_dir), "--codec-config", str(CODEC_YAML), "--codec-checkpoint", str(CODEC_CKPT),
+          "--quantize", "int8", "--text", "a soft answer turneth away wrath", "--out", str(tmp_path / "say.wav")])
+    assert "RTF" in capsys.readouterr().out
+    audio, rate = sf.read(tmp_path / "say.wav")
+    assert rate == 24000 and len(audio) > 0
+
+
 def test_command_line_writes_wavs_and_prints_rtf(model_dir, tmp_path, capsys):
     lines = tmp_path / "lines.txt"
     lines.write_text("a soft answer turneth away wrath\n\n白日依山尽，黄河入海流。\n", encoding="utf-8")
