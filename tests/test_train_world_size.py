@@ -321,8 +321,8 @@ def test_a_killed_run_resumes_with_another_number_of_processes(corpus, tmp_path,
     assert f"saved by {before} process(es); resuming it with {after}" in logs(tmp_path)
 
     # the state: weights, Adam moments and their step count, lr and schedule, as saved, to the bit
-    saved = torch.load(tmp_path / f"saved-{saved_step}.pt", weights_only=False)
-    restored = torch.load(tmp_path / f"restored-{saved_step}.pt", weights_only=False)
+    saved = torch.load(tmp_path / f"saved-{saved_step}.pt", weights_only=True)
+    restored = torch.load(tmp_path / f"restored-{saved_step}.pt", weights_only=True)
     assert restored["tensors"].keys() == saved["tensors"].keys()
     for name, tensor in saved["tensors"].items():
         assert torch.equal(restored["tensors"][name], tensor), name
@@ -338,7 +338,7 @@ def test_a_killed_run_resumes_with_another_number_of_processes(corpus, tmp_path,
     assert [m["lr"] for m in steps] == pytest.approx([config["lr"] * schedule(m["step"] - 1) for m in steps])
 
     # the model exported at the end holds the fp32 weights of the last save
-    final = torch.load(tmp_path / f"saved-{config['max_steps']}.pt", weights_only=False)["tensors"]
+    final = torch.load(tmp_path / f"saved-{config['max_steps']}.pt", weights_only=True)["tensors"]
     exported = load_model(tmp_path / "model", dtype=None).model.state_dict()
     for name in exported.keys() & final.keys():
         assert torch.equal(exported[name], final[name]), name

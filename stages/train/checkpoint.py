@@ -197,7 +197,7 @@ def consolidated_state_dict(directory: Path, tag: str) -> dict[str, torch.Tensor
 
 def universal_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     """The fp32 weights of a universal checkpoint: `zero/<parameter name>/fp32.pt` for each parameter."""
-    return {p.name: torch.load(p / "fp32.pt", map_location="cpu", weights_only=False)["param"].detach()
+    return {p.name: torch.load(p / "fp32.pt", map_location="cpu", weights_only=True)["param"].detach()
             for p in sorted((Path(folder) / "zero").iterdir()) if (p / "fp32.pt").is_file()}
 
 
