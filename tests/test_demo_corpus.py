@@ -82,7 +82,7 @@ def test_a_voice_that_switches_to_english_is_caught_and_refused(tmp_path):
 
 def test_asking_for_more_sentences_than_shipped_fails_clearly():
     with pytest.raises(ValueError, match="not enough sentences"):
-        read_sentences(ENGLISH, 10_000, 0)
+        read_sentences(ENGLISH, 20_000, 0)
 
 
 def _digest(folder):

@@ -6,7 +6,10 @@
 English: verses of 6-13 words from the whole King James Version (public domain), from Debian's `bible-kjv`
 package. The LM learns how spelling sounds only from many distinct sentences, so the training rows come
 from every book, in a fixed pseudo-random order: the first N rows are a spread over the Bible, whatever N a
-config asks for. The books of Psalms, Ecclesiastes and James are reserved for evaluation and never appear.
+config asks for. After every such verse come clauses of 6-13 words cut from the longer verses at `;` and
+`:` (in their own pseudo-random order), so a config can ask for many more distinct sentences than there are
+short verses while the first 2,801 rows, and every corpus made from them, stay as they were. The books of
+Psalms, Ecclesiastes and James are reserved for evaluation and never appear.
 The 40 evaluation verses are Proverbs whose every word is in the pocketsphinx US-English dictionary (so
 ASR scoring measures the model, not out-of-vocabulary words); a training verse never repeats their text.
 
@@ -73,7 +76,24 @@ def english_rows() -> list[tuple[str, str, str]]:
             taken.add(text)
             train.append((ref, text))
     train.sort(key=lambda row: hashlib.sha256(row[0].encode()).hexdigest())
-    return [(ref, text, "eval") for ref, text in held_out] + [(ref, text, "train") for ref, text in train]
+    clauses = []
+    for book, ref, text in verses:
+        if book in RESERVED_BOOKS or len(text.split()) <= hi:
+            continue
+        for number, clause in enumerate(re.split(r"[;:]\s+", text)):
+            clause = clause.strip().rstrip(",")
+            if lo <= len(clause.split()) <= hi and clause not in taken and not overlaps_eval(clause, held_out):
+                taken.add(clause)
+                clauses.append((f"{ref}.{number}", clause))
+    clauses.sort(key=lambda row: hashlib.sha256(row[0].encode()).hexdigest())
+    return ([(ref, text, "eval") for ref, text in held_out] + [(ref, text, "train") for ref, text in train]
+            + [(ref, text, "train") for ref, text in clauses])
+
+
+def overlaps_eval(clause: str, held_out: list[tuple[str, str]]) -> bool:
+    """Whether a clause is (a part of) a held-out Proverb: scoring it would then measure memory, not speech."""
+    words = " ".join(re.findall(r"[a-z']+", clause.lower()))
+    return any(words in " ".join(re.findall(r"[a-z']+", text.lower())) for _, text in held_out)
 
 
 def tang_couplets() -> list[tuple[str, str]]:
@@ -121,7 +141,7 @@ def main(out_dir: Path) -> None:
     held_out = best_covered(couplets, ZH_COVERAGE_TRAIN, ZH_EVAL)
     write(out_dir / "tang_couplets.tsv",
           [(src, text, "eval" if i in held_out else "train") for i, (src, text) in enumerate(couplets)])
-    print(f"{sum(r[2] == 'train' for r in english)} training verses, {EN_EVAL} eval Proverbs, {len(couplets)} couplets")
+    print(f"{sum(r[2] == 'train' for r in english)} training verses and clauses, {EN_EVAL} eval Proverbs, {len(couplets)} couplets")
 
 
 if __name__ == "__main__":
