@@ -19,8 +19,9 @@ class DemoCorpusConfig:
         ["awb", "rms", "slt", "kal16"],
         "flite voices for English; all four are built from real CMU ARCTIC speakers, so speaker similarity means something.")
     english_train_sentences: int = setting(
-        2000, "distinct KJV verses (6-13 words, from every book but the reserved Psalms, Ecclesiastes and James) "
-        "for training; 2,000 read once each is about 2 h of audio.", minimum=1)
+        2000, "distinct KJV sentences of 6-13 words for training, from every book but the reserved Psalms, "
+        "Ecclesiastes and James: the 2,801 short verses first, then clauses of longer verses (17,929 in all); "
+        "2,000 read once each is about 2 h of audio.", minimum=1)
     english_readers_per_sentence: int = setting(
         1, "English voices that read each training verse, in rotation over `english_voices`; held-out verses "
         "are read by every voice.", minimum=1)
