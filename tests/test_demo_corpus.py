@@ -64,7 +64,6 @@ def test_english_training_verses_come_from_the_whole_bible_but_the_reserved_book
     assert {"Ge", "Isa", "Mat", "Rev"} <= first  # the demo's first 2,000 rows spread over the whole Bible
 
 
-
 def test_clauses_follow_the_short_verses_and_are_never_part_of_a_held_out_proverb():
     with ENGLISH.open(encoding="utf-8") as f:
         table = list(csv.DictReader(f, delimiter="\t"))
@@ -77,6 +76,7 @@ def test_clauses_follow_the_short_verses_and_are_never_part_of_a_held_out_prover
     words = lambda text: " ".join(re.findall(r"[a-z']+", text.lower()))
     held_out = [words(r["text"]) for r in table if r["split"] == "eval"]
     assert not [r for r in train[first_clause:] if any(words(r["text"]) in proverb for proverb in held_out)]
+
 
 @pytest.mark.parametrize("voice", DemoCorpusConfig().mandarin_voices)
 def test_every_mandarin_line_is_read_in_mandarin(voice):

@@ -76,13 +76,13 @@ def english_rows() -> list[tuple[str, str, str]]:
             taken.add(text)
             train.append((ref, text))
     train.sort(key=lambda row: hashlib.sha256(row[0].encode()).hexdigest())
-    clauses = []
+    clauses, held_out_words = [], [spoken_words(text) for _, text in held_out]
     for book, ref, text in verses:
         if book in RESERVED_BOOKS or len(text.split()) <= hi:
             continue
         for number, clause in enumerate(re.split(r"[;:]\s+", text)):
             clause = clause.strip().rstrip(",")
-            if lo <= len(clause.split()) <= hi and clause not in taken and not overlaps_eval(clause, held_out):
+            if lo <= len(clause.split()) <= hi and clause not in taken and not part_of_any(clause, held_out_words):
                 taken.add(clause)
                 clauses.append((f"{ref}.{number}", clause))
     clauses.sort(key=lambda row: hashlib.sha256(row[0].encode()).hexdigest())
@@ -90,10 +90,13 @@ def english_rows() -> list[tuple[str, str, str]]:
             + [(ref, text, "train") for ref, text in clauses])
 
 
-def overlaps_eval(clause: str, held_out: list[tuple[str, str]]) -> bool:
+def spoken_words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z']+", text.lower()))
+
+
+def part_of_any(clause: str, held_out_words: list[str]) -> bool:
     """Whether a clause is (a part of) a held-out Proverb: scoring it would then measure memory, not speech."""
-    words = " ".join(re.findall(r"[a-z']+", clause.lower()))
-    return any(words in " ".join(re.findall(r"[a-z']+", text.lower())) for _, text in held_out)
+    return any(spoken_words(clause) in proverb for proverb in held_out_words)
 
 
 def tang_couplets() -> list[tuple[str, str]]:
