@@ -333,3 +333,13 @@ def test_a_token_budget_run_stops_on_its_budget_and_decays_by_the_share_spent(co
             share = min(1.0, before["tokens"] / budget)
             expected = BASE["min_lr"] + (BASE["lr"] - BASE["min_lr"]) * 0.5 * (1 + math.cos(math.pi * share))
             assert logged["lr"] == pytest.approx(expected), logged["step"]
+
+
+def test_the_alignment_prior_is_applied_while_its_weight_lasts(pretrained, corpus, tmp_path):
+    _, plain_root = pretrained
+    fit(corpus, tmp_path, config(alignment_prior_steps=8))
+    train, plain = metrics(tmp_path / "checkpoints"), metrics(plain_root / "checkpoints")
+    assert [m["alignment_prior"] for m in train] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0, 0, 0, 0]
+    assert train[0]["loss"] != pytest.approx(plain[0]["loss"], abs=1e-6)  # the same first batch, biased attention
+    assert all(math.isfinite(m["loss"]) for m in train)
+    assert "alignment_prior" not in plain[0]

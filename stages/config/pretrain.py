@@ -42,6 +42,15 @@ class TrainConfig:
         0.2, "share of training sequences (drawn anew each epoch, by a hash of the utterance) that leave the "
              "speaker token out, so that a zero-shot request (a voice prompt and no speaker token) has a layout "
              "seen in training. Validation always keeps the token.", minimum=0.0, maximum=1.0)
+    alignment_prior_steps: int = setting(
+        0, "steps over which an attention prior pulls each speech position's attention towards the text at the "
+           "same share of the utterance (stages/lm/attention_prior.py), so the LM learns early that the text decides "
+           "what is said; full weight for the first half, annealed to 0 at the end. 0: off. Keep it below "
+           "max_steps, so the model trains on without it and inference matches.", minimum=0)
+    alignment_prior_width: float = setting(
+        2.0, "the prior's Gaussian width in text tokens: a text token d tokens from the one a speech position "
+             "is expected to read loses d^2 / (2 width^2) from that position's attention logit (at full weight).",
+        exclusiveMinimum=0.0)
     zero_stage: Literal[1, 2, 3] = setting(
         2, "DeepSpeed ZeRO stage (configs/deepspeed/zero<N>.json): 2 shards optimizer state and gradients, "
            "the usual best trade-off; 3 also shards the weights, for models that do not fit one device.")
@@ -106,6 +115,9 @@ class TrainConfig:
             raise ConfigError(f"{where}.min_codes: {self.min_codes} is above max_codes {self.max_codes}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"{where}.betas: expected two numbers in [0, 1), got {list(self.betas)}")
+        if self.max_steps is not None and self.alignment_prior_steps >= self.max_steps:
+            raise ConfigError(f"{where}.alignment_prior_steps: {self.alignment_prior_steps} is not below max_steps "
+                              f"{self.max_steps}; the model must train on without the prior, as inference runs")
         if not self.splits:
             raise ConfigError(f"{where}.splits: name at least one split to train on")
         bad = [s for s in self.splits if s not in ("train", "valid")]

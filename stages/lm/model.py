@@ -97,6 +97,14 @@ def build_attention_mask(key_valid: Optional[Tensor], start: int, length: int,
     return (allowed[:, None] if allowed.dim() == 3 else allowed), False
 
 
+def biased_mask(bias: Tensor, mask: Optional[Tensor], length: int, dtype: torch.dtype) -> Tensor:
+    """A float mask (B, 1, L, L) for SDPA: `bias` (B, L, L) where `mask` (bool, or causal when None) allows, -inf
+    elsewhere."""
+    if mask is None:
+        mask = torch.ones(length, length, dtype=torch.bool, device=bias.device).tril()
+    return bias[:, None].to(dtype).masked_fill(~mask, float("-inf"))
+
+
 def flash_eligible(q: Tensor, mask: Optional[Tensor]) -> bool:
     """Whether SDPA's flash kernel takes this call: a CUDA tensor in fp16/bf16 without an explicit mask."""
     return q.is_cuda and q.dtype in (torch.float16, torch.bfloat16) and mask is None
@@ -254,12 +262,14 @@ class MiniMindTTS(nn.Module):
 
     def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None, *,
                 attention_mask: Optional[Tensor] = None, positions: Optional[Tensor] = None,
-                cache: Optional[KVCache] = None) -> LMOutput:
+                cache: Optional[KVCache] = None, attention_bias: Optional[Tensor] = None) -> LMOutput:
         """Logits for `input_ids` (B, L), and the loss when `targets` (B, L) are given.
 
         attention_mask (B, L), True = real token, is only needed for left padding or padding in the
         middle (right padding cannot reach real tokens through causal attention). positions (B, L)
-        default to 0.. (after what the cache holds); left-padded rows pass their own.
+        default to 0.. (after what the cache holds); left-padded rows pass their own. attention_bias
+        (B, L, L), query by key, is added to every head's attention logits of a fresh sequence (training's
+        alignment prior, stages/lm/attention_prior.py).
         """
         batch, length = input_ids.shape
         start = cache.length if cache is not None else 0
@@ -275,6 +285,10 @@ class MiniMindTTS(nn.Module):
                 cache.padded = True
             key_valid = cache.valid[:, :start + length] if cache.padded else None
         mask, causal = build_attention_mask(key_valid, start, length, input_ids.device)
+        if attention_bias is not None:
+            if cache is not None:
+                raise ValueError("attention_bias is for training on fresh sequences, not cached decoding")
+            mask, causal = biased_mask(attention_bias, mask, length, self.embed.weight.dtype), False
         cos, sin = rope(positions, self.config.head_dim, self.config.rope_theta)
 
         x = self.dropout(self.embed(input_ids))

@@ -148,7 +148,8 @@ def global_counts(batches: Sequence[Batch], dist: Dist | None) -> tuple[int, int
 
 
 def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dist | None = None,
-               counts: Optional[tuple[int, int, int]] = None) -> StepSums:
+               counts: Optional[tuple[int, int, int]] = None,
+               attention_bias: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> StepSums:
     """Forward and backward over `batches`, the micro-batches of one optimizer step (the engine steps at the last).
 
     The loss is the cross-entropy summed over the step's targets, divided by their count over all micro-batches
@@ -156,7 +157,8 @@ def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dis
     the accumulation steps and averages gradients over processes, so each micro-batch's sum is scaled by
     (micro-batches x processes) / targets to undo both. With one micro-batch on one process that is the mean.
     Nothing here waits for the device: the statistics come back as unread StepSums. `counts` are the
-    batches' global_counts, when the caller needed them first.
+    batches' global_counts, when the caller needed them first. `attention_bias` maps a micro-batch's input ids
+    on the device to the additive attention bias of its forward (the alignment prior), when there is one.
     """
     world = dist.world_size if dist is not None else 1
     targets, real_tokens, padded_tokens = counts if counts is not None else global_counts(batches, dist)
@@ -164,7 +166,9 @@ def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dis
     aux_weight = engine.module.config.aux_loss_weight
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for batch in batches:
-        out = engine(batch.input_ids.to(device, non_blocking=True), targets=batch.targets.to(device, non_blocking=True))
+        input_ids = batch.input_ids.to(device, non_blocking=True)
+        bias = attention_bias(input_ids) if attention_bias is not None else None
+        out = engine(input_ids, targets=batch.targets.to(device, non_blocking=True), attention_bias=bias)
         engine.backward(out.ce_loss * out.n_targets * scale + aux_weight * out.aux_loss)
         engine.step()
         n = out.n_targets.detach().double()

@@ -18,13 +18,14 @@ import random
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from stages.config import to_dict
 from stages.config.model import GenerationConfig, load_model_config
+from stages.lm.attention_prior import alignment_prior, prior_weight
 from stages.lm.export import LoadedModel
 from stages.lm.generate import fit_length_ratios
 from stages.lm.model import MiniMindTTS, describe
@@ -192,7 +193,15 @@ class Trainer:
         """One optimizer step; its tokens count before the schedule sets the next step's lr (a token budget's)."""
         counts = global_counts(batches, self.dist)
         self.tokens += counts[1]
-        return train_step(self.engine, batches, self.dist.device, self.dist, counts)
+        return train_step(self.engine, batches, self.dist.device, self.dist, counts, self.attention_prior())
+
+    def attention_prior(self) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+        """This step's alignment prior as a function of the input ids (attention_prior.py), or None once it is spent."""
+        weight = prior_weight(self.step, self.config.alignment_prior_steps)
+        if weight == 0.0:
+            return None
+        width = self.config.alignment_prior_width
+        return lambda input_ids: alignment_prior(input_ids, self.vocab, width) * weight
 
     def fit(self) -> None:
         """Train until the budget is spent, validating and checkpointing on schedule; always ends on a checkpoint.
@@ -237,6 +246,8 @@ class Trainer:
                    "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
                    "tokens_per_s": window.real_tokens / max(seconds, 1e-9), "nonpad_share": window.nonpad_share,
                    "epoch": self.position.epoch, "tokens": self.tokens}
+        if self.config.alignment_prior_steps:
+            scalars["alignment_prior"] = prior_weight(self.step - 1, self.config.alignment_prior_steps)
         if self.model_config.is_moe:
             scalars["aux_loss"] = window.aux_sum / max(window.micro_batches, 1.0)
         self.metrics.write(self.step, "train", scalars)
