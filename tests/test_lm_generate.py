@@ -138,10 +138,11 @@ def test_cached_and_uncached_decoding_agree(model):
 
 def test_stream_chunks_concatenate_to_the_full_output(model):
     request = REQUESTS[1]
-    chunks = list(stream(model, VOCAB, request, SAMPLING, chunk_size=5))
+    chunks = list(stream(model, VOCAB, request, SAMPLING, chunk_size=5, first_chunk_size=3))
     full = generate(model, VOCAB, [request], SAMPLING)[0]
     assert [c for chunk in chunks for c in chunk.codes] == full.codes
-    assert all(len(chunk.codes) == 5 and chunk.stop_reason is None for chunk in chunks[:-1])
+    assert len(chunks[0].codes) == 3 and len(chunks) > 2   # the first chunk is the short one
+    assert all(len(chunk.codes) == 5 and chunk.stop_reason is None for chunk in chunks[1:-1])
     assert chunks[-1].stop_reason == full.stop_reason and 0 < len(chunks[-1].codes) <= 5
 
 

@@ -235,10 +235,11 @@ def generate(model: MiniMindTTS, vocab: Vocab, requests: Sequence[Request],
 
 
 def stream(model: MiniMindTTS, vocab: Vocab, request: Request, config: GenerationConfig = GenerationConfig(),
-           *, chunk_size: Optional[int] = None) -> Iterator[CodeChunk]:
-    """Yield the codes of one request in chunks of `chunk_size` (config.chunk_size by default) as they
-    are decoded; the last chunk carries the stop reason. Concatenated, they equal `generate`'s codes."""
-    size = chunk_size or config.chunk_size
+           *, chunk_size: Optional[int] = None, first_chunk_size: Optional[int] = None) -> Iterator[CodeChunk]:
+    """Yield the codes of one request as they are decoded: a first chunk of `first_chunk_size` codes, then
+    chunks of `chunk_size` (the config's by default); the last chunk carries the stop reason.
+    Concatenated, they equal `generate`'s codes."""
+    size = first_chunk_size or config.first_chunk_size
     prefixes, bounds = _plan(model, vocab, [request], config)
     buffer: list[int] = []
     for (event,) in _steps(model, vocab, prefixes, bounds, config, use_cache=True):
@@ -250,7 +251,7 @@ def stream(model: MiniMindTTS, vocab: Vocab, request: Request, config: Generatio
             return
         if len(buffer) == size:
             yield CodeChunk(buffer)
-            buffer = []
+            buffer, size = [], chunk_size or config.chunk_size
 
 
 def main(argv: Optional[list[str]] = None) -> None:
