@@ -58,6 +58,9 @@ BATCH = ["A soft answer turneth away wrath.", "Pride goeth before destruction.",
          "The fear of the Lord is the beginning of knowledge.", "Hope deferred maketh the heart sick.",
          "Iron sharpeneth iron; so a man sharpeneth the countenance of his friend."]
 # Synthesizer options per variant; a dtype is named as in torch (JSON carries no torch.dtype)
+# generation keys added after --before: dropped from the copies of the model folders its worker reads (the
+# before code refuses keys it does not know); it streams with its own fixed chunk of 25 codes
+KEYS_AFTER_BEFORE = ("first_chunk_size",)
 VARIANTS = {"before": {}, "after fp32": {}, "after int8": {"quantize": "int8"}, "after bf16": {"dtype": "bfloat16"}}
 
 
@@ -149,6 +152,19 @@ def build_models(folder: Path) -> dict[str, Path]:
     return dirs
 
 
+def for_before(model_dir: Path) -> Path:
+    """A copy of a model folder without the generation keys the --before code does not know."""
+    import shutil
+
+    copy = model_dir.with_name(model_dir.name + "-before")
+    shutil.copytree(model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    for key in KEYS_AFTER_BEFORE:
+        config["generation"].pop(key, None)
+    (copy / "config.json").write_text(json.dumps(config, indent=2))
+    return copy
+
+
 class Worker:
     def __init__(self, stages_root: Path, threads: int):
         self.process = subprocess.Popen([sys.executable, __file__, "--worker", str(stages_root), "--threads", str(threads)],
@@ -189,6 +205,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         dirs = build_models(tmp)
+        before_dirs = {name: for_before(path) for name, path in dirs.items()}
         before = extract_stages(args.before, tmp / "before")
         workers = {"before": Worker(before, args.threads), "after": Worker(ROOT, args.threads)}
         results: dict[tuple, list[dict]] = {}
@@ -198,8 +215,9 @@ def main() -> None:
                     for measure in ("rtf", "first_audio", "batch"):
                         for variant, options in VARIANTS.items():
                             side = workers["before" if variant == "before" else "after"]
+                            model_dir = before_dirs[model] if variant == "before" else dirs[model]
                             results.setdefault((model, variant, measure), []).append(
-                                side.measure(model_dir=str(dirs[model]), options=options, measure=measure))
+                                side.measure(model_dir=str(model_dir), options=options, measure=measure))
         finally:
             for w in workers.values():
                 w.close()
