@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -154,8 +155,6 @@ def build_models(folder: Path) -> dict[str, Path]:
 
 def for_before(model_dir: Path) -> Path:
     """A copy of a model folder without the generation keys the --before code does not know."""
-    import shutil
-
     copy = model_dir.with_name(model_dir.name + "-before")
     shutil.copytree(model_dir, copy)
     config = json.loads((copy / "config.json").read_text())
