@@ -343,3 +343,13 @@ def test_the_alignment_prior_is_applied_while_its_weight_lasts(pretrained, corpu
     assert train[0]["loss"] != pytest.approx(plain[0]["loss"], abs=1e-6)  # the same first batch, biased attention
     assert all(math.isfinite(m["loss"]) for m in train)
     assert "alignment_prior" not in plain[0]
+
+
+def test_the_alignment_loss_is_trained_and_logged(pretrained, corpus, tmp_path):
+    _, plain_root = pretrained
+    fit(corpus, tmp_path, config(alignment_loss_weight=0.5))
+    train, plain = metrics(tmp_path / "checkpoints"), metrics(plain_root / "checkpoints")
+    assert all(math.isfinite(m["alignment_loss"]) and m["alignment_loss"] > 0 for m in train)
+    assert train[0]["loss"] == pytest.approx(plain[0]["loss"], abs=1e-6)   # the same first forward: CE alone
+    assert train[-1]["loss"] != pytest.approx(plain[-1]["loss"], abs=1e-6)  # its gradients changed the weights
+    assert "alignment_loss" not in plain[0]

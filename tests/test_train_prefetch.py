@@ -94,9 +94,9 @@ def test_depth_must_be_positive():
 
 
 def test_step_sums_add_without_reading_and_read_their_totals():
-    one = StepSums(torch.tensor([6.0, 3.0, 0.5], dtype=torch.float64), targets=4, micro_batches=1,
+    one = StepSums(torch.tensor([6.0, 3.0, 0.5, 0.0], dtype=torch.float64), targets=4, micro_batches=1,
                    real_tokens=10, padded_tokens=12)
-    two = StepSums(torch.tensor([2.0, 1.0, 0.25], dtype=torch.float64), targets=4, micro_batches=1,
+    two = StepSums(torch.tensor([2.0, 1.0, 0.25, 0.0], dtype=torch.float64), targets=4, micro_batches=1,
                    real_tokens=8, padded_tokens=8)
     stats = StepSums().add(one).add(two).read()
     assert stats.loss == pytest.approx(1.0)              # (6 + 2) / (4 + 4)

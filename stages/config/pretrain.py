@@ -51,6 +51,14 @@ class TrainConfig:
         2.0, "the prior's Gaussian width in text tokens: a text token d tokens from the one a speech position "
              "is expected to read loses d^2 / (2 width^2) from that position's attention logit (at full weight).",
         exclusiveMinimum=0.0)
+    alignment_loss_weight: float = setting(
+        0.0, "weight of the CTC alignment loss (stages/lm/alignment_loss.py), added to the cross-entropy on every "
+             "step: each layer's attention of the speech positions over the text must be a monotonic path through "
+             "every text token, so the LM learns to read its text once, in order, and keeps doing so without a "
+             "prior. Per speech position, on the cross-entropy's scale. 0: off.", minimum=0.0)
+    alignment_loss_first_layer: int = setting(
+        1, "the alignment loss applies to this layer (0-based) and every later one; the first layer cannot yet "
+           "know how far through its utterance a position is. Must be below the preset's n_layers.", minimum=0)
     zero_stage: Literal[1, 2, 3] = setting(
         2, "DeepSpeed ZeRO stage (configs/deepspeed/zero<N>.json): 2 shards optimizer state and gradients, "
            "the usual best trade-off; 3 also shards the weights, for models that do not fit one device.")
@@ -125,7 +133,11 @@ class TrainConfig:
             raise ConfigError(f"{where}.splits: {bad} not allowed; train on 'train' (and 'valid' if you must), "
                               "never on 'eval'")
         # the preset file's keys, checked when the DAG is built rather than when training starts
-        from_dict(ModelConfig, read_preset("model", self.model, f"{where}.model"), f"{where}.model ({self.model_preset})")
+        model = from_dict(ModelConfig, read_preset("model", self.model, f"{where}.model"),
+                          f"{where}.model ({self.model_preset})")
+        if self.alignment_loss_weight > 0 and self.alignment_loss_first_layer >= model.n_layers:
+            raise ConfigError(f"{where}.alignment_loss_first_layer: {self.alignment_loss_first_layer} is not below "
+                              f"the {self.model} preset's n_layers {model.n_layers}")
 
     @property
     def model_preset(self) -> Path:

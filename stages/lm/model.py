@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stages.config.model import ModelConfig, load_model_config
+from stages.lm.alignment_loss import AlignmentPositions, alignment_scores
 from stages.lm.vocab import IGNORE_INDEX, Vocab
 
 
@@ -143,7 +144,9 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Optional[Tensor], causal: bool,
-                cache: Optional[KVCache]) -> Tensor:
+                cache: Optional[KVCache], alignment: Optional[AlignmentPositions] = None
+                ) -> tuple[Tensor, Optional[Tensor]]:
+        """The attention's output, and with `alignment` its speech-over-text logits (alignment_loss.py)."""
         batch, length, _ = x.shape
         q = self.q_proj(x).view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(batch, length, self.n_kv_heads, self.head_dim).transpose(1, 2)
@@ -152,7 +155,8 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.store(self.layer, k, v)
         out = attend(q, k, v, mask, causal, self.dropout if self.training else 0.0)
-        return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
+        scores = alignment_scores(q, k, alignment) if alignment is not None else None
+        return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1)), scores
 
 
 class FeedForward(nn.Module):
@@ -208,11 +212,14 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Optional[Tensor], causal: bool,
-                cache: Optional[KVCache]) -> tuple[Tensor, Optional[Tensor]]:
-        x = x + self.dropout(self.attn(self.attn_norm(x), cos, sin, mask, causal, cache))
+                cache: Optional[KVCache], alignment: Optional[AlignmentPositions] = None
+                ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
+        """(output, MoE aux loss or None, alignment scores or None)."""
+        attended, scores = self.attn(self.attn_norm(x), cos, sin, mask, causal, cache, alignment)
+        x = x + self.dropout(attended)
         h = self.ffn(self.ffn_norm(x))
         h, aux = h if isinstance(h, tuple) else (h, None)
-        return x + self.dropout(h), aux
+        return x + self.dropout(h), aux, scores
 
 
 @dataclass
@@ -223,6 +230,7 @@ class LMOutput:
     aux_loss: Optional[Tensor] = None     # MoE load balancing, mean over layers (0 for a dense model)
     accuracy: Optional[Tensor] = None     # share of speech-code and EOS targets that are the argmax
     n_targets: Optional[Tensor] = None    # supervised positions, to weight averages over batches
+    alignment_scores: Optional[list[Tensor]] = None   # per layer (B, H, T, S), when asked for (alignment_loss.py)
 
 
 class MiniMindTTS(nn.Module):
@@ -262,14 +270,16 @@ class MiniMindTTS(nn.Module):
 
     def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None, *,
                 attention_mask: Optional[Tensor] = None, positions: Optional[Tensor] = None,
-                cache: Optional[KVCache] = None, attention_bias: Optional[Tensor] = None) -> LMOutput:
+                cache: Optional[KVCache] = None, attention_bias: Optional[Tensor] = None,
+                alignment: Optional[AlignmentPositions] = None) -> LMOutput:
         """Logits for `input_ids` (B, L), and the loss when `targets` (B, L) are given.
 
         attention_mask (B, L), True = real token, is only needed for left padding or padding in the
         middle (right padding cannot reach real tokens through causal attention). positions (B, L)
         default to 0.. (after what the cache holds); left-padded rows pass their own. attention_bias
         (B, L, L), query by key, is added to every head's attention logits of a fresh sequence (training's
-        alignment prior, stages/lm/attention_prior.py).
+        alignment prior, stages/lm/attention_prior.py). With `alignment`, every layer's attention logits of the
+        speech queries over the text are returned too, for training's alignment loss (alignment_loss.py).
         """
         batch, length = input_ids.shape
         start = cache.length if cache is not None else 0
@@ -292,16 +302,18 @@ class MiniMindTTS(nn.Module):
         cos, sin = rope(positions, self.config.head_dim, self.config.rope_theta)
 
         x = self.dropout(self.embed(input_ids))
-        aux_losses = []
+        aux_losses, layer_scores = [], []
         for block in self.blocks:
-            x, aux = block(x, cos, sin, mask, causal, cache)
+            x, aux, scores = block(x, cos, sin, mask, causal, cache, alignment)
             if aux is not None:
                 aux_losses.append(aux)
+            if scores is not None:
+                layer_scores.append(scores)
         if cache is not None:
             cache.length += length
         logits = self.lm_head(self.norm(x))
         if targets is None:
-            return LMOutput(logits=logits)
+            return LMOutput(logits=logits, alignment_scores=layer_scores or None)
 
         supervised = targets != IGNORE_INDEX
         n_targets = supervised.sum()
@@ -310,7 +322,7 @@ class MiniMindTTS(nn.Module):
         accuracy = (logits.argmax(dim=-1)[supervised] == targets[supervised]).float().sum() / n_targets.clamp(min=1)
         aux_loss = torch.stack(aux_losses).mean() if aux_losses else torch.zeros((), device=logits.device)
         loss = ce + self.config.aux_loss_weight * aux_loss
-        return LMOutput(logits, loss, ce, aux_loss, accuracy, n_targets)
+        return LMOutput(logits, loss, ce, aux_loss, accuracy, n_targets, layer_scores or None)
 
 
 def parameter_count(config: ModelConfig, vocab_size: int) -> dict[str, int]:

@@ -18,6 +18,7 @@ from stages.config.base import ConfigError
 from stages.lm.model import MiniMindTTS
 from stages.lm.vocab import IGNORE_INDEX
 from stages.config.pretrain import TrainConfig
+from stages.lm.alignment_loss import AlignmentObjective
 from stages.train.data import Batch
 from stages.train.distributed import Dist
 from stages.train.schedule import warmup_cosine
@@ -31,6 +32,7 @@ class StepStats:
     correct: float = 0.0        # accuracy x supervised targets
     targets: float = 0.0
     aux_sum: float = 0.0        # MoE load-balancing loss, summed over micro-batches
+    alignment_sum: float = 0.0  # CTC alignment loss (unweighted), summed over micro-batches
     micro_batches: float = 0.0
     real_tokens: float = 0.0
     padded_tokens: float = 0.0
@@ -56,7 +58,7 @@ class StepSums:
     reads only at logging intervals.
     """
 
-    device_sums: Optional[torch.Tensor] = None   # this process's (loss x targets, correct, aux), float64
+    device_sums: Optional[torch.Tensor] = None   # this process's (loss x targets, correct, aux, alignment), float64
     targets: int = 0                             # the counts below: every process's
     micro_batches: int = 0
     real_tokens: int = 0
@@ -68,14 +70,14 @@ class StepSums:
                         self.real_tokens + other.real_tokens, self.padded_tokens + other.padded_tokens)
 
     def read(self, dist: Optional[Dist] = None) -> StepStats:
-        loss_sum = correct = aux = 0.0
+        loss_sum = correct = aux = alignment = 0.0
         if self.device_sums is not None:
             sums = self.device_sums
             if dist is not None and dist.world_size > 1:
                 sums = sums.clone()
                 torch.distributed.all_reduce(sums)
-            loss_sum, correct, aux = sums.tolist()
-        return StepStats(loss_sum, correct, float(self.targets), aux, float(self.micro_batches),
+            loss_sum, correct, aux, alignment = sums.tolist()
+        return StepStats(loss_sum, correct, float(self.targets), aux, alignment, float(self.micro_batches),
                          float(self.real_tokens), float(self.padded_tokens))
 
     @property
@@ -149,7 +151,8 @@ def global_counts(batches: Sequence[Batch], dist: Dist | None) -> tuple[int, int
 
 def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dist | None = None,
                counts: Optional[tuple[int, int, int]] = None,
-               attention_bias: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> StepSums:
+               attention_bias: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+               alignment: Optional[AlignmentObjective] = None) -> StepSums:
     """Forward and backward over `batches`, the micro-batches of one optimizer step (the engine steps at the last).
 
     The loss is the cross-entropy summed over the step's targets, divided by their count over all micro-batches
@@ -159,19 +162,27 @@ def train_step(engine, batches: Sequence[Batch], device: torch.device, dist: Dis
     Nothing here waits for the device: the statistics come back as unread StepSums. `counts` are the
     batches' global_counts, when the caller needed them first. `attention_bias` maps a micro-batch's input ids
     on the device to the additive attention bias of its forward (the alignment prior), when there is one.
+    With `alignment`, its weighted CTC loss joins each micro-batch's, a mean over micro-batches like MoE's aux loss.
     """
     world = dist.world_size if dist is not None else 1
     targets, real_tokens, padded_tokens = counts if counts is not None else global_counts(batches, dist)
     scale = len(batches) * world / max(targets, 1)
     aux_weight = engine.module.config.aux_loss_weight
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
     for batch in batches:
         input_ids = batch.input_ids.to(device, non_blocking=True)
         bias = attention_bias(input_ids) if attention_bias is not None else None
-        out = engine(input_ids, targets=batch.targets.to(device, non_blocking=True), attention_bias=bias)
-        engine.backward(out.ce_loss * out.n_targets * scale + aux_weight * out.aux_loss)
+        positions = alignment.positions(input_ids) if alignment is not None else None
+        out = engine(input_ids, targets=batch.targets.to(device, non_blocking=True), attention_bias=bias,
+                     alignment=positions)
+        loss = out.ce_loss * out.n_targets * scale + aux_weight * out.aux_loss
+        alignment_loss = torch.zeros((), device=device)
+        if alignment is not None:
+            alignment_loss = alignment.loss(out.alignment_scores, positions)
+            loss = loss + alignment.weight * alignment_loss
+        engine.backward(loss)
         engine.step()
         n = out.n_targets.detach().double()
         sums += torch.stack([out.ce_loss.detach().double() * n, out.accuracy.detach().double() * n,
-                             out.aux_loss.detach().double()])
+                             out.aux_loss.detach().double(), alignment_loss.detach().double()])
     return StepSums(sums, targets, len(batches) * world, real_tokens, padded_tokens)

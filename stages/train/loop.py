@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from stages.config import to_dict
+from stages.config.base import ConfigError
 from stages.config.model import GenerationConfig, load_model_config
+from stages.lm.alignment_loss import AlignmentObjective
 from stages.lm.attention_prior import alignment_prior, prior_weight
 from stages.lm.export import LoadedModel
 from stages.lm.generate import fit_length_ratios
@@ -69,6 +71,9 @@ class Trainer:
         self.model_config = initial.model.config if initial else load_model_config(config.model_preset)
         if config.dropout is not None:
             self.model_config = replace(self.model_config, dropout=config.dropout)
+        if config.alignment_loss_weight and config.alignment_loss_first_layer >= self.model_config.n_layers:
+            raise ConfigError(f"{section}.alignment_loss_first_layer: {config.alignment_loss_first_layer} is not "
+                              f"below the model's n_layers {self.model_config.n_layers}")
         self.train_index, self.valid_index = self._index_data()
         self.vocab = initial.vocab if initial else self._new_vocab()
         compat.check_vocab(self.vocab, self.codec, self.train_index.speakers + self.valid_index.speakers,
@@ -193,7 +198,8 @@ class Trainer:
         """One optimizer step; its tokens count before the schedule sets the next step's lr (a token budget's)."""
         counts = global_counts(batches, self.dist)
         self.tokens += counts[1]
-        return train_step(self.engine, batches, self.dist.device, self.dist, counts, self.attention_prior())
+        return train_step(self.engine, batches, self.dist.device, self.dist, counts, self.attention_prior(),
+                          self.alignment_objective())
 
     def attention_prior(self) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
         """This step's alignment prior as a function of the input ids (attention_prior.py), or None once it is spent."""
@@ -202,6 +208,13 @@ class Trainer:
             return None
         width = self.config.alignment_prior_width
         return lambda input_ids: alignment_prior(input_ids, self.vocab, width) * weight
+
+    def alignment_objective(self) -> Optional[AlignmentObjective]:
+        """The CTC alignment loss of every step (alignment_loss.py), or None when its weight is 0."""
+        c = self.config
+        if c.alignment_loss_weight == 0:
+            return None
+        return AlignmentObjective(self.vocab, c.alignment_loss_weight, c.alignment_loss_first_layer)
 
     def fit(self) -> None:
         """Train until the budget is spent, validating and checkpointing on schedule; always ends on a checkpoint.
@@ -248,6 +261,8 @@ class Trainer:
                    "epoch": self.position.epoch, "tokens": self.tokens}
         if self.config.alignment_prior_steps:
             scalars["alignment_prior"] = prior_weight(self.step - 1, self.config.alignment_prior_steps)
+        if self.config.alignment_loss_weight:
+            scalars["alignment_loss"] = window.alignment_sum / max(window.micro_batches, 1.0)
         if self.model_config.is_moe:
             scalars["aux_loss"] = window.aux_sum / max(window.micro_batches, 1.0)
         self.metrics.write(self.step, "train", scalars)
@@ -258,12 +273,13 @@ class Trainer:
     def validate(self) -> Optional[dict]:
         """Loss and speech-token accuracy on the valid split (None when it is empty), logged at this step."""
         device = self.dist.device
-        sums, targets = torch.zeros(3, dtype=torch.float64, device=device), 0
+        sums, targets = torch.zeros(4, dtype=torch.float64, device=device), 0
         self.engine.eval()
         for batch in read_batches(self.valid_index, self.valid_plan, self.vocab, SpeakerTokens(self.speaker_tokens)):
             out = self.engine(batch.input_ids.to(device), targets=batch.targets.to(device))
             n = out.n_targets.double()
-            sums += torch.stack([out.ce_loss.double() * n, out.accuracy.double() * n, torch.zeros_like(n)])
+            sums += torch.stack([out.ce_loss.double() * n, out.accuracy.double() * n, torch.zeros_like(n),
+                                 torch.zeros_like(n)])
             targets += int((batch.targets != IGNORE_INDEX).sum())
         self.engine.train()
         stats = StepSums(sums, self.dist.sum_on_host([targets])[0]).read(self.dist)
