@@ -81,14 +81,32 @@ def test_attention_that_reads_in_order_costs_least():
     assert loss(in_order) < loss(two_heads) < loss(uniform)
 
 
+def race_scores(n_query: int, n_key: int, start: int) -> torch.Tensor:
+    """The measured shortcut: hold the first text token, run through the text a token a query, hold the last."""
+    token = (torch.arange(n_query) - start).clamp(0, n_key - 1)
+    return (-(torch.arange(n_key)[None, :] - token[:, None]) ** 2 * 4.0)[None, None].float()
+
+
+def test_the_diagonal_prior_makes_the_position_shortcut_cost_more_than_reading():
+    reading, shortcut = diagonal_scores(60, 12), race_scores(60, 12, start=30)
+    loss = lambda s, width: float(ctc_alignment_loss([s], one_row(s), prior_width=width))  # noqa: E731
+    assert loss(shortcut, 0.0) < 0.35 and loss(reading, 0.0) < 0.35     # CTC alone takes either path
+    assert loss(shortcut, 3.0) > 3 * loss(reading, 3.0)
+    assert loss(shortcut, 3.0) > loss(shortcut, 0.0) + 0.25
+    assert loss(reading, 3.0) == pytest.approx(loss(reading, 0.0), abs=0.02)   # reading in order pays ~nothing
+    with pytest.raises(ValueError, match="prior_width"):
+        loss(reading, -1.0)
+
+
 def test_rows_are_scored_alone_whatever_they_are_padded_to():
     short, long = diagonal_scores(8, 3), diagonal_scores(20, 5)
     padded = torch.full((2, 1, 20, 5), 3.0)   # padding of any value must not count
     padded[0, :, :8, :3], padded[1] = short[0], long[0]
     positions = AlignmentPositions(torch.zeros(2, 20, dtype=torch.long), torch.tensor([8, 20]),
                                    torch.zeros(2, 5, dtype=torch.long), torch.tensor([3, 5]))
-    both = ctc_alignment_loss([padded.requires_grad_()], positions)
-    alone = (ctc_alignment_loss([short], one_row(short)) + ctc_alignment_loss([long], one_row(long))) / 2
+    both = ctc_alignment_loss([padded.requires_grad_()], positions, prior_width=2.0)
+    alone = (ctc_alignment_loss([short], one_row(short), prior_width=2.0)
+             + ctc_alignment_loss([long], one_row(long), prior_width=2.0)) / 2
     assert float(both.detach()) == pytest.approx(float(alone), rel=1e-5)
     both.backward()
     assert torch.isfinite(padded.grad).all() and padded.grad[0, :, 8:].abs().sum() == 0

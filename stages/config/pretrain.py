@@ -59,6 +59,11 @@ class TrainConfig:
     alignment_loss_first_layer: int = setting(
         1, "the alignment loss applies to this layer (0-based) and every later one; the first layer cannot yet "
            "know how far through its utterance a position is. Must be below the preset's n_layers.", minimum=0)
+    alignment_loss_prior_width: float = setting(
+        4.0, "width in text tokens of the Gaussian prior around the diagonal on what the alignment loss scores "
+             "(not on the attention): without it the loss is met by a position trick that holds the first text "
+             "token, runs through the text at one token a code, then holds the last (measured, README). A path "
+             "d tokens off the diagonal costs d^2 / (2 width^2) a position. 0: no prior.", minimum=0.0)
     zero_stage: Literal[1, 2, 3] = setting(
         2, "DeepSpeed ZeRO stage (configs/deepspeed/zero<N>.json): 2 shards optimizer state and gradients, "
            "the usual best trade-off; 3 also shards the weights, for models that do not fit one device.")

@@ -214,7 +214,8 @@ class Trainer:
         c = self.config
         if c.alignment_loss_weight == 0:
             return None
-        return AlignmentObjective(self.vocab, c.alignment_loss_weight, c.alignment_loss_first_layer)
+        return AlignmentObjective(self.vocab, c.alignment_loss_weight, c.alignment_loss_first_layer,
+                                  c.alignment_loss_prior_width)
 
     def fit(self) -> None:
         """Train until the budget is spent, validating and checkpointing on schedule; always ends on a checkpoint.
