@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from stages.lm.attention_prior import diagonal_log_gaussian
 from stages.lm.vocab import Vocab
 
 BLANK_LOGIT = -1.0   # RAD-TTS's blank: a fixed logit beside the text's, so a frame may stay between tokens
@@ -77,15 +78,15 @@ def alignment_scores(q: Tensor, k: Tensor, positions: AlignmentPositions) -> Ten
     return q @ k.transpose(-1, -2) / math.sqrt(head_dim)
 
 
-def diagonal_log_prior(positions: AlignmentPositions, n_query: int, n_key: int, width: float) -> Tensor:
-    """(B, T, S) log-Gaussian of `width` text tokens around each row's diagonal; 0 everywhere when width is 0."""
+def emission_prior(positions: AlignmentPositions, n_query: int, n_key: int, width: float) -> Tensor:
+    """(B, T, 1 + S) log-prior on the CTC emissions: 0 for the blank, then a log-Gaussian of `width` text
+    tokens around each row's diagonal (attention_prior.diagonal_log_gaussian)."""
     device = positions.key_count.device
-    if width == 0:
-        return torch.zeros((), device=device)
-    n_text, n_speech = positions.key_count.clamp(min=1).float(), positions.query_count.clamp(min=1).float()
-    expected = (torch.arange(n_query, device=device)[None, :] + 0.5) * (n_text / n_speech)[:, None] - 0.5
-    text_index = torch.arange(n_key, device=device).float()
-    return -(text_index[None, None, :] - expected[:, :, None]).pow(2) / (2 * width ** 2)
+    n_text = positions.key_count.clamp(min=1).float()[:, None, None]
+    n_speech = positions.query_count.clamp(min=1).float()[:, None, None]
+    text_index = torch.arange(n_key, device=device).float()[None, None, :]
+    query_index = torch.arange(n_query, device=device).float()[None, :, None]
+    return F.pad(diagonal_log_gaussian(text_index, query_index, n_text, n_speech, width), (1, 0))
 
 
 def ctc_alignment_loss(layer_scores: Sequence[Tensor], positions: AlignmentPositions,
@@ -104,7 +105,7 @@ def ctc_alignment_loss(layer_scores: Sequence[Tensor], positions: AlignmentPosit
     batch, _, n_query, n_key = layer_scores[0].shape
     key_valid = torch.arange(n_key, device=positions.key_count.device)[None, :] < positions.key_count[:, None]
     targets = torch.arange(1, n_key + 1, device=key_valid.device).expand(batch, n_key)
-    log_prior = diagonal_log_prior(positions, n_query, n_key, prior_width)
+    prior = emission_prior(positions, n_query, n_key, prior_width) if prior_width else None
     losses = []
     for scores in layer_scores:
         # a large finite logit, not -inf: a padding column that is -inf in every head would make logsumexp's
@@ -113,8 +114,8 @@ def ctc_alignment_loss(layer_scores: Sequence[Tensor], positions: AlignmentPosit
         text = scores.log_softmax(dim=-1).logsumexp(dim=1) - math.log(scores.shape[1])   # (B, T, S)
         blank = torch.full((batch, n_query, 1), BLANK_LOGIT, device=text.device)
         log_probs = torch.cat([blank, text], dim=-1).log_softmax(dim=-1)
-        # the prior after normalising: renormalised, the blank would take the mass it removes from the text
-        log_probs = log_probs + F.pad(log_prior.expand_as(text), (1, 0)) if prior_width else log_probs
+        if prior is not None:   # after normalising: renormalised, the blank would take what it removes from the text
+            log_probs = log_probs + prior
         loss = F.ctc_loss(log_probs.transpose(0, 1), targets, positions.query_count, positions.key_count,
                           blank=0, reduction="none", zero_infinity=True)
         losses.append(loss / positions.query_count.clamp(min=1))

@@ -39,10 +39,19 @@ def alignment_prior(input_ids: Tensor, vocab: Vocab, width: float) -> Tensor:
     n_text = is_text.sum(dim=1, keepdim=True).clamp(min=1).float()
     n_query = is_query.sum(dim=1, keepdim=True).clamp(min=1).float()
     text_index = (is_text.long().cumsum(dim=1) - 1).float()
-    expected = (is_query.long().cumsum(dim=1) - 1 + 0.5).float() * n_text / n_query - 0.5
-    log_prior = -(text_index[:, None, :] - expected[:, :, None]).pow(2) / (2 * width ** 2)
+    query_index = (is_query.long().cumsum(dim=1) - 1).float()
+    log_prior = diagonal_log_gaussian(text_index[:, None, :], query_index[:, :, None], n_text[:, :, None],
+                                      n_query[:, :, None], width)
     applies = is_query[:, :, None] & is_text[:, None, :]
     return torch.where(applies, log_prior, torch.zeros((), device=input_ids.device))
+
+
+def diagonal_log_gaussian(text_index: Tensor, query_index: Tensor, n_text: Tensor, n_query: Tensor,
+                          width: float) -> Tensor:
+    """-(s - c_t)^2 / (2 width^2) for text index s and query index t (broadcast), where query t of T expects
+    text c_t = (t + 0.5) * S / T - 0.5 of the S; shared by this prior and the alignment loss's."""
+    expected = (query_index + 0.5) * n_text / n_query - 0.5
+    return -(text_index - expected).pow(2) / (2 * width ** 2)
 
 
 def prior_weight(step: int, steps: int) -> float:
