@@ -10,6 +10,11 @@ position (as a fraction of the text) lies from the diagonal (t + 0.5) / T of the
 absolute distance (0 = reads in order at an even pace; about 0.33 = no relation to time). A head that reads
 its text in order teacher-forced but not when decoding shows an alignment that training alone holds up; one
 far from the diagonal in both, a model that does not read its text in order at all.
+
+Per layer also the head mean of each head's attention renormalised over the text, which is what the CTC
+alignment loss scores: its centroid's and its argmax's distance from the diagonal, the share of speech steps
+whose argmax does not move back, and its mean peak probability. A path that is monotonic and peaked but far
+from the diagonal is the position shortcut: it holds the first token, races through the text, holds the last.
 """
 
 from __future__ import annotations
@@ -69,8 +74,21 @@ def trace(speech_rows: list[Tensor], text_keys: Tensor) -> dict:
         centre = (text * torch.arange(n_text)).sum(dim=-1) / share.clamp(min=1e-9) / max(n_text - 1, 1)
         diagonal = (torch.arange(n_query) + 0.5) / n_query
         distance = (centre - diagonal).abs().mean(dim=-1)               # (H,)
-        per_layer.append({"text_share": share.mean(dim=-1).tolist(), "distance": distance.tolist()})
+        per_layer.append({"text_share": share.mean(dim=-1).tolist(), "distance": distance.tolist(),
+                          **head_mean_path(text / share.clamp(min=1e-9).unsqueeze(-1), diagonal)})
     return {"layers": per_layer}
+
+
+def head_mean_path(text: Tensor, diagonal: Tensor) -> dict:
+    """The (H, T, S) attention renormalised over the text, averaged over heads: how it walks the text."""
+    path = text.mean(dim=0)                                             # (T, S)
+    last = max(path.shape[-1] - 1, 1)
+    centre = (path * torch.arange(path.shape[-1])).sum(dim=-1) / last
+    argmax = path.argmax(dim=-1)
+    forward = (argmax.diff() >= 0).float().mean().item() if len(argmax) > 1 else 1.0
+    return {"path_distance": (centre - diagonal).abs().mean().item(),
+            "path_argmax_distance": (argmax.float() / last - diagonal).abs().mean().item(),
+            "path_forward": forward, "path_peak": path.max(dim=-1).values.mean().item()}
 
 
 @torch.no_grad()
@@ -102,10 +120,14 @@ def summarise(traces: list[dict]) -> list[dict]:
         share = torch.tensor([t["layers"][layer]["text_share"] for t in traces]).mean(dim=0)
         distance = torch.tensor([t["layers"][layer]["distance"] for t in traces]).mean(dim=0)
         best = int(distance.argmin())
+        path = {key: sum(t["layers"][layer][key] for t in traces) / len(traces) for key in PATH_KEYS}
         table.append({"layer": layer, "text_share": share.mean().item(), "best_head": best,
                       "best_head_distance": distance[best].item(), "best_head_text_share": share[best].item(),
-                      "mean_distance": distance.mean().item()})
+                      "mean_distance": distance.mean().item(), **path})
     return table
+
+
+PATH_KEYS = ("path_distance", "path_argmax_distance", "path_forward", "path_peak")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,6 +167,11 @@ def main(argv: list[str] | None = None) -> None:
     for f, d in zip(result["teacher_forced"], result["decoded"]):
         print(f"{f['layer']:>5} | {f['text_share']:>18.3f} {f['best_head']:>9} {f['best_head_distance']:>8.3f} | "
               f"{d['text_share']:>19.3f} {d['best_head']:>9} {d['best_head_distance']:>8.3f}")
+    print("head mean over the text (what the CTC loss scores): centroid / argmax distance, argmax forward, peak")
+    for name in ("teacher_forced", "decoded"):
+        for row in result[name]:
+            print(f"{name:>14} layer {row['layer']}: {row['path_distance']:.3f} / {row['path_argmax_distance']:.3f}"
+                  f", {row['path_forward']:.3f}, {row['path_peak']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
