@@ -1,6 +1,6 @@
 """The fast decoding paths give what the plain ones give: batched sampling draws `sample`'s tokens row for
-row, the folded GQA decode equals expanded K/V, int8 and bf16 greedy codes equal fp32's on a
-trained model, and the forward's max_seq_len check reads no tensor values off a
+row, the folded GQA decode equals expanded K/V, fused projections give the separate layers' logits,
+int8 and bf16 greedy codes equal fp32's on a trained model, and the forward's max_seq_len check reads no tensor values off a
 device.
 
     .venv/bin/python -m pytest tests/test_decode_speed_paths.py -q
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -115,6 +116,29 @@ def test_bf16_logits_stay_near_fp32():
         bf16 = copy.deepcopy(model).to(torch.bfloat16)(ids).logits.float()
     relative = ((bf16 - fp32).norm() / fp32.norm()).item()
     assert relative < 0.05, relative
+
+
+@pytest.mark.parametrize("moe", [False, True], ids=["dense", "moe"])
+def test_fused_projections_give_the_separate_layers_logits(moe):
+    config = replace(SMALL, n_experts=3, experts_per_token=2, n_shared_experts=1) if moe else SMALL
+    torch.manual_seed(0)
+    model = MiniMindTTS(config, VOCAB.size).eval()
+    ids = torch.randint(0, VOCAB.size, (2, 40))
+    fused = copy.deepcopy(model).fuse_projections()
+    assert not any(name.endswith(("q_proj.weight", "gate_proj.weight")) for name, _ in fused.named_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(fused(ids).logits, model(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_greedy_codes_equal_fp32_alone_and_with_int8():
+    model, requests, codes = memorised_model()
+    config = GenerationConfig(temperature=0.0, min_len_ratio=0.0, max_len_ratio=10)
+    fused = copy.deepcopy(model).fuse_projections()
+    assert [g.codes for g in generate(fused, VOCAB, requests, config)] == codes
+    fused_int8 = quantize_int8(fused)
+    generated = generate(fused_int8, VOCAB, requests, config)
+    assert [g.codes for g in generated] == codes
+    assert [g.stop_reason for g in generated] == ["eos"] * len(requests)
 
 
 def test_int8_is_refused_off_the_cpu():

@@ -97,13 +97,15 @@ def quantize_int8(model: MiniMindTTS) -> MiniMindTTS:
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu",
-               dtype: Optional[torch.dtype] | str = "auto", quantize: Quantize = "none") -> LoadedModel:
+               dtype: Optional[torch.dtype] | str = "auto", quantize: Quantize = "none",
+               fuse: bool = False) -> LoadedModel:
     """Build the model from config.json and load its weights; returned in eval mode.
 
     dtype "auto" is `inference_dtype(device)`; None keeps the saved fp32 weights; torch.bfloat16 on a CPU
     decodes in bf16 (oneDNN kernels; only worth it where the CPU has avx512_bf16 or AMX, and
     benchmarks/bench_synthesis.py measures whether it is). quantize "int8" makes the linear layers dynamic
-    int8 (CPU only; see `quantize_int8`) from fp32 weights, so it takes no other dtype.
+    int8 (CPU only; see `quantize_int8`) from fp32 weights, so it takes no other dtype. fuse: the decoding
+    layout (`MiniMindTTS.fuse_projections`), for a model that is only run, never trained or saved.
     """
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize: {quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
@@ -122,6 +124,8 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu",
         model.lm_head.weight = model.embed.weight  # assign=True replaced the shared Parameter: tie again
     if dtype is not None:
         model = model.to(dtype)
+    if fuse:
+        model.fuse_projections()
     if quantize == "int8":
         model = quantize_int8(model.eval())
     return LoadedModel(model.eval(), vocab, generation)

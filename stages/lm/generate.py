@@ -267,7 +267,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--temperature", type=float, default=None, help="override the stored temperature (0 = greedy)")
     args = parser.parse_args(argv)
 
-    loaded = load_model(args.model_dir)
+    loaded = load_model(args.model_dir, fuse=True)
     config = loaded.generation
     if args.seed is not None:
         config = replace(config, seed=args.seed)

@@ -79,7 +79,7 @@ class Synthesizer:
         # bf16 on a CPU ("auto": bf16 on a GPU that has it, else fp32). Both decode codes that may drift
         # from fp32's (README "Synthesis speed" measures them; torch.compile was measured too and not kept:
         # benchmarks/bench_synthesis.py says why)
-        loaded = load_model(model_dir, device=device, dtype=dtype, quantize=quantize)
+        loaded = load_model(model_dir, device=device, dtype=dtype, quantize=quantize, fuse=True)
         self.model, self.vocab = loaded.model, loaded.vocab
         self.generation = replace(loaded.generation, **generation_overrides)
         self.tokenizer = TextTokenizer.load(model_dir)
