@@ -8,8 +8,7 @@ import torch
 
 from conftest import overfit
 from stages.config.model import GenerationConfig, ModelConfig
-from stages.lm.generate import (Request, fit_length_ratios, generate, length_bounds, sample, stream,
-                                top_k_filter, top_p_filter)
+from stages.lm.generate import Request, fit_length_ratios, generate, length_bounds, nucleus, sample, stream
 from stages.lm.model import LMOutput, MiniMindTTS
 from stages.lm.vocab import EOS, SOS, TASK, Vocab, collate
 
@@ -46,19 +45,43 @@ def test_only_speech_codes_are_generated(model):
         assert result.codes and all(0 <= c < VOCAB.n_speech for c in result.codes)
 
 
-def test_top_k_keeps_the_k_largest():
+def kept(logits: torch.Tensor, p: float, k: int) -> list[int]:
+    probs, tokens = nucleus(logits, p, k)
+    return sorted(tokens[probs > 0].tolist())
+
+
+def test_nucleus_top_k_keeps_the_k_largest():
     logits = torch.tensor([0.1, 3.0, -1.0, 2.0, 0.5])
-    kept = top_k_filter(logits, 2)
-    assert torch.isfinite(kept).tolist() == [False, True, False, True, False]
-    assert torch.equal(top_k_filter(logits, 0), logits)
+    assert kept(logits, 1.0, 2) == [1, 3]
+    assert kept(logits, 1.0, 0) == [0, 1, 2, 3, 4]
 
 
-def test_top_p_keeps_the_smallest_set_reaching_p():
+def test_nucleus_top_p_keeps_the_smallest_set_reaching_p():
     logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
-    assert torch.isfinite(top_p_filter(logits, 0.7)).tolist() == [True, True, False, False]
-    assert torch.isfinite(top_p_filter(logits, 0.81)).tolist() == [True, True, True, False]
-    assert torch.isfinite(top_p_filter(logits, 0.1)).tolist() == [True, False, False, False]  # never empty
-    assert torch.isfinite(top_p_filter(logits[[3, 0, 2, 1]], 0.7)).tolist() == [False, True, False, True]
+    assert kept(logits, 0.7, 0) == [0, 1]
+    assert kept(logits, 0.81, 0) == [0, 1, 2]
+    assert kept(logits, 0.1, 0) == [0]                    # never empty
+    assert kept(logits[[3, 0, 2, 1]], 0.7, 0) == [1, 3]
+    assert kept(logits, 0.81, 2) == [0, 1]                # top-k caps what top-p keeps
+    assert kept(logits, 0.7, 3) == [0, 1]                 # top-p measured over all tokens, not the k
+
+
+def test_nucleus_is_the_sorted_top_p_then_top_k_renormalised():
+    """Against the plain definition: sort everything, cut at mass p, then keep the k largest survivors."""
+    torch.manual_seed(0)
+    for p, k in [(0.8, 25), (0.95, 5), (1.0, 25), (0.5, 0), (0.8, 4097)]:
+        logits = torch.randn(3, 4097) * 3
+        probs, tokens = nucleus(logits, p, k)
+        for row in range(3):
+            ordered, order = logits[row].sort(descending=True)
+            mass = ordered.softmax(dim=-1)
+            keep = (mass.cumsum(dim=-1) - mass < p) if p < 1 else torch.ones_like(mass, dtype=torch.bool)
+            if 0 < k:
+                keep[k:] = False
+            expected = torch.zeros(4097)
+            expected[order[keep]] = ordered[keep].softmax(dim=-1)
+            got = torch.zeros(4097).index_add(0, tokens[row], probs[row])
+            torch.testing.assert_close(got, expected)
 
 
 def test_sampling_stays_inside_top_k_and_top_p():

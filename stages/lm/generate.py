@@ -79,23 +79,24 @@ def fit_length_ratios(text_lengths: Sequence[int], code_lengths: Sequence[int], 
     return low / margin, high * margin
 
 
-def top_k_filter(logits: Tensor, k: int) -> Tensor:
-    """Keep the k largest logits (ties with the k-th kept too), -inf elsewhere; k <= 0 keeps all."""
-    if k <= 0 or k >= logits.shape[-1]:
-        return logits
-    kth = logits.topk(k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
+def nucleus(logits: Tensor, p: float, k: int) -> tuple[Tensor, Tensor]:
+    """What top-p then top-k keep of logits (..., V): (their probabilities renormalised, their token ids), most
+    likely first, padded with zero-probability tokens to the same width in every row.
 
-
-def top_p_filter(logits: Tensor, p: float) -> Tensor:
-    """Keep the most likely tokens until their probability reaches p (the most likely one always), -inf elsewhere."""
-    if p >= 1.0:
-        return logits
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
-    probs = sorted_logits.softmax(dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs
-    drop = (mass_before >= p).scatter(-1, order, mass_before >= p)
-    return logits.masked_fill(drop, float("-inf"))
+    Top-p keeps the most likely tokens until their probability (over all V) reaches p, the most likely one always;
+    top-k then caps them at k, so both are read off the k largest logits instead of a sort of all V, and the
+    draw is among k tokens instead of V (the two were a decode step's largest costs outside the model).
+    k <= 0 or >= V keeps top-p alone; p >= 1 top-k alone. Exact ties at the k-th logit keep k tokens.
+    """
+    width = logits.shape[-1]
+    if 0 < k < width:
+        values, tokens = logits.topk(k, dim=-1)
+    else:
+        values, tokens = logits.sort(dim=-1, descending=True)
+    if p < 1.0:
+        probs = (values - logits.logsumexp(dim=-1, keepdim=True)).exp()
+        values = values.masked_fill(probs.cumsum(dim=-1) - probs >= p, float("-inf"))
+    return values.softmax(dim=-1), tokens
 
 
 def sample(logits: Tensor, history: Sequence[int], config: GenerationConfig, generator: torch.Generator) -> int:
@@ -108,8 +109,8 @@ def sample(logits: Tensor, history: Sequence[int], config: GenerationConfig, gen
     if config.temperature == 0:
         return int(logits.argmax())
     scaled = logits / config.temperature
-    nucleus = top_k_filter(top_p_filter(scaled, config.top_p), config.top_k)
-    choice = int(torch.multinomial(nucleus.softmax(dim=-1), 1, generator=generator))
+    probs, tokens = nucleus(scaled, config.top_p, config.top_k)
+    choice = int(tokens[torch.multinomial(probs, 1, generator=generator)])
     if config.ras_window > 0:
         repeats = list(history[-config.ras_window:]).count(choice)
         if repeats >= config.ras_window * config.ras_tau:
@@ -128,8 +129,9 @@ def sample_rows(logits: Tensor, recent: Tensor, config: GenerationConfig,
     if config.temperature == 0:
         return logits.argmax(dim=-1)
     scaled = logits / config.temperature
-    nucleus = top_k_filter(top_p_filter(scaled, config.top_p), config.top_k).softmax(dim=-1)
-    choice = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(nucleus, generators)])
+    probs, tokens = nucleus(scaled, config.top_p, config.top_k)
+    picks = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
+    choice = tokens.gather(-1, picks[:, None]).squeeze(-1)
     if config.ras_window > 0:
         repeats = ((recent == choice[:, None]).sum(dim=-1) >= config.ras_window * config.ras_tau).tolist()
         for row in (row for row, repeated in enumerate(repeats) if repeated):
