@@ -7,7 +7,8 @@ import torch
 
 from stages.config import ConfigError, from_dict
 from stages.config.model import ModelConfig, load_model_config
-from stages.lm.model import KVCache, MiniMindTTS, count_parameters, describe, parameter_count
+from stages.lm.model import KVCache, MiniMindTTS
+from stages.lm.size import count_parameters, describe, parameter_count
 from stages.lm.vocab import Vocab
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs" / "model"

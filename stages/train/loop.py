@@ -30,7 +30,8 @@ from stages.lm.alignment_loss import AlignmentObjective
 from stages.lm.attention_prior import alignment_prior, prior_weight
 from stages.lm.export import LoadedModel
 from stages.lm.generate import fit_length_ratios
-from stages.lm.model import MiniMindTTS, describe
+from stages.lm.model import MiniMindTTS
+from stages.lm.size import describe
 from stages.lm.vocab import IGNORE_INDEX, Vocab
 from stages.text.tokenizer import TextTokenizer
 from stages.train import checkpoint, compat, resume
