@@ -24,7 +24,8 @@ import torch
 
 from stages.config.model import GenerationConfig, load_model_config
 from stages.lm.generate import Request, generate
-from stages.lm.model import MiniMindTTS, count_parameters
+from stages.lm.model import MiniMindTTS
+from stages.lm.size import count_parameters
 from stages.lm.vocab import Vocab
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs" / "model"

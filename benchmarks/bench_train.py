@@ -29,7 +29,8 @@ from machine import describe  # noqa: E402
 
 from stages.config import from_dict  # noqa: E402
 from stages.config.model import load_model_config  # noqa: E402
-from stages.lm.model import MiniMindTTS, parameter_count  # noqa: E402
+from stages.lm.model import MiniMindTTS  # noqa: E402
+from stages.lm.size import parameter_count  # noqa: E402
 from stages.lm.vocab import Vocab, collate  # noqa: E402
 from stages.config.pretrain import TrainConfig  # noqa: E402
 from stages.train.batching import nonpad_share, plan_epoch  # noqa: E402

@@ -236,7 +236,8 @@ def pretrain(device: torch.device, smoke: bool, given_peak: float | None) -> dic
     from stages.config import from_dict
     from stages.config.model import load_model_config
     from stages.config.pretrain import TrainConfig
-    from stages.lm.model import MiniMindTTS, parameter_count
+    from stages.lm.model import MiniMindTTS
+    from stages.lm.size import parameter_count
     from stages.lm.vocab import Vocab
     from stages.train.engine import build_engine, optimizer_and_schedule, resolve_precision, train_step
 
