@@ -70,23 +70,29 @@ def trace(speech_rows: list[Tensor], text_keys: Tensor) -> dict:
     for probs in speech_rows:
         text = probs[:, :, text_keys]                                   # (H, T, S)
         share = text.sum(dim=-1)                                        # (H, T)
-        n_text, n_query = text.shape[-1], text.shape[1]
-        centre = (text * torch.arange(n_text)).sum(dim=-1) / share.clamp(min=1e-9) / max(n_text - 1, 1)
+        over_text = text / share.clamp(min=1e-9).unsqueeze(-1)          # each head renormalised over the text
+        n_query = text.shape[1]
         diagonal = (torch.arange(n_query) + 0.5) / n_query
-        distance = (centre - diagonal).abs().mean(dim=-1)               # (H,)
-        per_layer.append({"text_share": share.mean(dim=-1).tolist(), "distance": distance.tolist(),
-                          **head_mean_path(text / share.clamp(min=1e-9).unsqueeze(-1), diagonal)})
+        per_layer.append({"text_share": share.mean(dim=-1).tolist(),
+                          "distance": diagonal_distance(over_text, diagonal).tolist(),
+                          **head_mean_path(over_text, diagonal)})
     return {"layers": per_layer}
 
 
-def head_mean_path(text: Tensor, diagonal: Tensor) -> dict:
+def diagonal_distance(over_text: Tensor, diagonal: Tensor) -> Tensor:
+    """Mean over the T queries of |attention-weighted text position (a fraction of the text) - diagonal|."""
+    last = max(over_text.shape[-1] - 1, 1)
+    centre = (over_text * torch.arange(over_text.shape[-1])).sum(dim=-1) / last
+    return (centre - diagonal).abs().mean(dim=-1)
+
+
+def head_mean_path(over_text: Tensor, diagonal: Tensor) -> dict:
     """The (H, T, S) attention renormalised over the text, averaged over heads: how it walks the text."""
-    path = text.mean(dim=0)                                             # (T, S)
+    path = over_text.mean(dim=0)                                        # (T, S)
     last = max(path.shape[-1] - 1, 1)
-    centre = (path * torch.arange(path.shape[-1])).sum(dim=-1) / last
     argmax = path.argmax(dim=-1)
     forward = (argmax.diff() >= 0).float().mean().item() if len(argmax) > 1 else 1.0
-    return {"path_distance": (centre - diagonal).abs().mean().item(),
+    return {"path_distance": diagonal_distance(path, diagonal).item(),
             "path_argmax_distance": (argmax.float() / last - diagonal).abs().mean().item(),
             "path_forward": forward, "path_peak": path.max(dim=-1).values.mean().item()}
 
