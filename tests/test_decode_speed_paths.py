@@ -1,7 +1,7 @@
 """The fast decoding paths give what the plain ones give: batched sampling draws `sample`'s tokens row for
 row, the folded GQA decode equals expanded K/V, fused projections give the separate layers' logits,
-int8 and bf16 greedy codes equal fp32's on a trained model, and the forward's max_seq_len check reads no tensor values off a
-device.
+int8 and bf16 greedy codes equal fp32's on a trained model, and the forward's max_seq_len check reads no
+tensor values off a device.
 
     .venv/bin/python -m pytest tests/test_decode_speed_paths.py -q
 """

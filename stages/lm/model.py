@@ -1,8 +1,9 @@
 """MiniMind-TTS: a decoder-only Llama-style transformer over text pieces and speech codes.
 
 Read top to bottom: RMSNorm, RoPE, the KV cache, attention (GQA via SDPA), SwiGLU, MoE, the block and the
-model (its parameter-count formula is `stages.lm.size`). Targets arrive already aligned by `stages.lm.vocab` (the target at
-position p is the token at p+1, or EOS), so the loss compares logits[p] with targets[p] and never shifts.
+model (its parameter-count formula is `stages.lm.size`). Targets arrive already aligned by `stages.lm.vocab`
+(the target at position p is the token at p+1, or EOS), so the loss compares logits[p] with targets[p] and
+never shifts.
 """
 
 from __future__ import annotations
