@@ -15,19 +15,11 @@ load from other jobs falls on every variant alike. The LMs are the 26m and tiny 
 (speed does not depend on them) and the demo codec's real weights; every sentence's length is forced by
 setting min_len_ratio = max_len_ratio, so all variants decode the same number of codes.
 
-torch.compile was measured and not kept (86b5d15 had a Synthesizer option and a variant for it; the commit
-after removed them). Here (torch 2.14, gcc) it compiles and gives eager's codes, and after warm-up no decode
-step recompiles. With static shapes the first decode step recompiles on `cache.length` (a Python int guarded by
-value) and dynamo then makes it symbolic (automatic dynamic), so `dynamic=True` is passed to skip that round.
-It still runs as several graphs, not one: `_check_positions` reads `int(positions.max())` on the CPU (a graph
-break), and the blocks after it are traced frame by frame, one recompile per layer on its `layer` index;
-a batch of 1 and of more, and the prompt and the one-token step, are graphs of their own. With 26m's 8
-layers those per-layer recompiles reach dynamo's recompile_limit (8) already for the batch of 1, so for a
-batch of more `Block.forward` falls back to eager ("hit config.recompile_limit (8) ... tensor 'x' size
-mismatch at index 0. expected 1, actual 2"). The first call of
-each takes about a minute here for 26m (96 s under load). The matmuls stay oneDNN/MKL calls either way, so
-only the fused elementwise work (norms, RoPE, SwiGLU) can gain: 26m, batch 1, 100 decode steps in turns,
-2 threads on a machine at load ~3.5: eager 360 ms/step, compiled 352 ms/step (1.02x, within the noise).
+"fp32 compiled" and "int8 compiled" add `compile=True`: every decode step after the prompt's runs as one
+torch.compile graph (stages/lm/decode_graph.py; compiled when the Synthesizer loads, which is not timed). An
+earlier attempt (86b5d15, removed after it) compiled `model.forward` itself: it ran as several graphs with a
+recompile per layer and per cache length, and gained 1.02x; the graph step fuses the few hundred small ops of
+a step around the matmuls, the cost that bounds the eager int8 path.
 """
 
 from __future__ import annotations
@@ -62,7 +54,8 @@ BATCH = ["A soft answer turneth away wrath.", "Pride goeth before destruction.",
 # generation keys added after --before: dropped from the copies of the model folders its worker reads (the
 # before code refuses keys it does not know); it streams with its own fixed chunk of 25 codes
 KEYS_AFTER_BEFORE = ("first_chunk_size",)
-VARIANTS = {"before": {}, "after fp32": {}, "after int8": {"quantize": "int8"}, "after bf16": {"dtype": "bfloat16"}}
+VARIANTS = {"before": {}, "after fp32": {}, "after int8": {"quantize": "int8"}, "after bf16": {"dtype": "bfloat16"},
+            "fp32 compiled": {"compile": True}, "int8 compiled": {"quantize": "int8", "compile": True}}
 
 
 # ---- the worker: one process per code version, answering one measurement per line on stdin ----
@@ -223,7 +216,7 @@ def main() -> None:
     print(f"before = {args.before}, after = this checkout; {args.threads} threads; median of {args.reps}; "
           f"forced lengths: the ten-word sentence {results[(args.models[0], 'before', 'rtf')][0]['audio_seconds']:.2f} s, "
           f"the batch of {len(BATCH)} {results[(args.models[0], 'before', 'batch')][0]['audio_seconds']:.1f} s of audio")
-    print(f"{'model':<6} {'variant':<13} {'RTF':>6} {'first audio':>12} {'batch of 8':>12} "
+    print(f"{'model':<6} {'variant':<14} {'RTF':>6} {'first audio':>12} {'batch of 8':>12} "
           f"{'RTF ratio':>10} {'first ratio':>12} {'batch ratio':>12}")
     for model in args.models:
         def median(variant: str, measure: str, per_audio_second: bool) -> float:
@@ -233,7 +226,7 @@ def main() -> None:
         base = {m: median("before", m, m != "first_audio") for m in ("rtf", "first_audio", "batch")}
         for variant in VARIANTS:
             rtf, first, batch = (median(variant, m, m != "first_audio") for m in ("rtf", "first_audio", "batch"))
-            print(f"{model:<6} {variant:<13} {rtf:>6.3f} {first * 1000:>9.0f} ms {1 / batch:>10.1f}x "
+            print(f"{model:<6} {variant:<14} {rtf:>6.3f} {first * 1000:>9.0f} ms {1 / batch:>10.1f}x "
                   f"{base['rtf'] / rtf:>9.2f}x {base['first_audio'] / first:>11.2f}x {base['batch'] / batch:>11.2f}x")
     print(f"RTF = wall time of say() over the audio's duration (text, LM and codec); first audio = say_streaming "
           f"until its first non-empty chunk; batch of 8 = seconds of audio per second of speak() over 8 sentences; "

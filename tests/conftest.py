@@ -76,6 +76,24 @@ def overfit(model, batch: dict, steps: int, lr: float = 1e-2, stop_loss: float =
     return out
 
 
+def memorise(vocab, config, n_utterances: int = 3):
+    """A model of `config` trained until it recites n_utterances random ones of 5 text tokens and 24 codes
+    (greedy decoding then has the margins of a trained model): (model in eval mode, their requests, their codes)."""
+    import random
+
+    from stages.lm.generate import Request
+    from stages.lm.model import MiniMindTTS
+    from stages.lm.vocab import collate
+
+    rng = random.Random(0)
+    texts = [[rng.randrange(vocab.n_text) for _ in range(5)] for _ in range(n_utterances)]
+    codes = [[rng.randrange(vocab.n_speech) for _ in range(24)] for _ in range(n_utterances)]
+    torch.manual_seed(0)
+    model = MiniMindTTS(config, vocab.size)
+    overfit(model, collate([vocab.example(t, c) for t, c in zip(texts, codes)]), steps=300)
+    return model.eval(), [Request(tuple(t)) for t in texts], codes
+
+
 @pytest.fixture(scope="session")
 def tiny_dag(tmp_path_factory) -> Path:
     """A work folder in which the tiny DAG has run once, shared by the tests that inspect its outputs."""

@@ -16,12 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import overfit
+from conftest import memorise
 from stages.config.model import GenerationConfig, ModelConfig
 from stages.lm.export import quantize_int8
 from stages.lm.generate import Request, generate, sample, sample_rows
 from stages.lm.model import MiniMindTTS, attend
-from stages.lm.vocab import Vocab, collate
+from stages.lm.vocab import Vocab
 
 VOCAB = Vocab(n_text=40, n_speech=4096)
 SMALL = ModelConfig(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128, rope_theta=1e4, max_seq_len=256)
@@ -64,14 +64,7 @@ def test_folded_gqa_decode_step_equals_expanded_kv(padded):
 
 
 def memorised_model() -> tuple[MiniMindTTS, list[Request], list[list[int]]]:
-    """SMALL trained until it recites three utterances: greedy decoding then has the margins of a trained model."""
-    rng = random.Random(0)
-    texts = [[rng.randrange(VOCAB.n_text) for _ in range(5)] for _ in range(3)]
-    codes = [[rng.randrange(VOCAB.n_speech) for _ in range(24)] for _ in range(3)]
-    torch.manual_seed(0)
-    model = MiniMindTTS(SMALL, VOCAB.size)
-    overfit(model, collate([VOCAB.example(t, c) for t, c in zip(texts, codes)]), steps=300)
-    return model.eval(), [Request(tuple(t)) for t in texts], codes
+    return memorise(VOCAB, SMALL)
 
 
 def test_int8_greedy_codes_equal_fp32_on_a_trained_model():

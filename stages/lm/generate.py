@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Literal, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -26,6 +26,9 @@ from torch import Tensor
 from stages.config.model import GenerationConfig
 from stages.lm.model import KVCache, MiniMindTTS
 from stages.lm.vocab import Vocab
+
+if TYPE_CHECKING:
+    from stages.lm.decode_graph import CompiledDecodeStep
 
 StopReason = Literal["eos", "max_length"]
 
@@ -148,9 +151,11 @@ def _plan(model: MiniMindTTS, vocab: Vocab, requests: Sequence[Request],
 
 
 def _steps(model: MiniMindTTS, vocab: Vocab, prefixes: list[list[int]], bounds: list[tuple[int, int]],
-           config: GenerationConfig, use_cache: bool) -> Iterator[list[Optional[tuple[Optional[int], Optional[StopReason]]]]]:
+           config: GenerationConfig, use_cache: bool, decode_step: Optional[CompiledDecodeStep] = None
+           ) -> Iterator[list[Optional[tuple[Optional[int], Optional[StopReason]]]]]:
     """After each decoding step yield, per request, None if it had already stopped, else (new code or
-    None, stop reason or None). Ends when every request has stopped."""
+    None, stop reason or None). Ends when every request has stopped. decode_step, when given, runs every
+    step after the prompt's (decode_graph.py); the prompt goes through the model."""
     device = model.embed.weight.device
     batch, width = len(prefixes), max(len(p) for p in prefixes)
     # left padding: all prompts end in the same column, so each step appends one column to every row
@@ -175,7 +180,9 @@ def _steps(model: MiniMindTTS, vocab: Vocab, prefixes: list[list[int]], bounds: 
     try:
         while True:
             with torch.no_grad():
-                if use_cache:  # the prompt first, then one new token per row
+                if use_cache and decode_step is not None and cache.length:
+                    logits = decode_step(step_ids, step_positions, cache)
+                elif use_cache:  # the prompt first, then one new token per row
                     logits = model(step_ids, attention_mask=step_valid, positions=step_positions, cache=cache).logits
                 else:  # the whole sequence again, every step
                     logits = model(ids, attention_mask=valid, positions=positions).logits
@@ -218,15 +225,16 @@ def _steps(model: MiniMindTTS, vocab: Vocab, prefixes: list[list[int]], bounds: 
 
 
 def generate(model: MiniMindTTS, vocab: Vocab, requests: Sequence[Request],
-             config: GenerationConfig = GenerationConfig(), *, use_cache: bool = True) -> list[Generated]:
+             config: GenerationConfig = GenerationConfig(), *, use_cache: bool = True,
+             decode_step: Optional[CompiledDecodeStep] = None) -> list[Generated]:
     """Codes for each request, decoded together as one batch; `use_cache=False` recomputes every step
-    from scratch (for benchmarks and tests; same result, much slower)."""
+    from scratch (for benchmarks and tests; same result, much slower); `decode_step` compiled steps."""
     if not requests:
         return []
     prefixes, bounds = _plan(model, vocab, requests, config)
     codes: list[list[int]] = [[] for _ in requests]
     reasons: list[Optional[StopReason]] = [None] * len(requests)
-    for events in _steps(model, vocab, prefixes, bounds, config, use_cache):
+    for events in _steps(model, vocab, prefixes, bounds, config, use_cache, decode_step):
         for row, event in enumerate(events):
             if event is not None:
                 code, reason = event
@@ -237,14 +245,15 @@ def generate(model: MiniMindTTS, vocab: Vocab, requests: Sequence[Request],
 
 
 def stream(model: MiniMindTTS, vocab: Vocab, request: Request, config: GenerationConfig = GenerationConfig(),
-           *, chunk_size: Optional[int] = None, first_chunk_size: Optional[int] = None) -> Iterator[CodeChunk]:
+           *, chunk_size: Optional[int] = None, first_chunk_size: Optional[int] = None,
+           decode_step: Optional[CompiledDecodeStep] = None) -> Iterator[CodeChunk]:
     """Yield the codes of one request as they are decoded: a first chunk of `first_chunk_size` codes, then
     chunks of `chunk_size` (the config's by default); the last chunk carries the stop reason.
     Concatenated, they equal `generate`'s codes."""
     size = first_chunk_size or config.first_chunk_size
     prefixes, bounds = _plan(model, vocab, [request], config)
     buffer: list[int] = []
-    for (event,) in _steps(model, vocab, prefixes, bounds, config, use_cache=True):
+    for (event,) in _steps(model, vocab, prefixes, bounds, config, True, decode_step):
         code, reason = event
         if code is not None:
             buffer.append(code)

@@ -63,14 +63,16 @@ class KVCache:
     """Keys and values of every layer for the positions decoded so far, preallocated for `max_len`.
 
     `valid` marks real tokens (False for left padding of a batched prompt); it grows with the cache so
-    that a padded key stays hidden from every later query.
+    that a padded key stays hidden from every later query. Each layer has tensors of its own, not a slice
+    of one buffer: a compiled decode step (decode_graph.py) then writes them in place, where a write into a
+    view of a graph input makes the compiler copy the whole buffer every step.
     """
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int,
                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
-        shape = (config.n_layers, batch, config.n_kv_heads, max_len, config.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (batch, config.n_kv_heads, max_len, config.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
         self.valid = torch.ones(batch, max_len, device=device, dtype=torch.bool)
         self.padded = False
         self.length = 0
@@ -78,9 +80,9 @@ class KVCache:
     def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write this step's keys/values of one layer; return all keys/values up to and including them."""
         end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        self.k[layer][:, :, self.length:end] = k
+        self.v[layer][:, :, self.length:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
 
 def build_attention_mask(key_valid: Optional[Tensor], start: int, length: int,
@@ -307,6 +309,21 @@ class MiniMindTTS(nn.Module):
         if positions.device.type == "cpu" and positions.numel() and int(positions.max()) >= limit:
             raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {limit}")
 
+    def run_layers(self, input_ids: Tensor, cos: Tensor, sin: Tensor, mask: Optional[Tensor], causal: bool,
+                   cache: Optional[KVCache] = None, alignment: Optional[AlignmentPositions] = None
+                   ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Embedding, blocks and output head: (logits, MoE aux losses, alignment scores), what `forward`
+        and the compiled decode step share; the caller advances the cache's length."""
+        x = self.dropout(self.embed(input_ids))
+        aux_losses, layer_scores = [], []
+        for block in self.blocks:
+            x, aux, scores = block(x, cos, sin, mask, causal, cache, alignment)
+            if aux is not None:
+                aux_losses.append(aux)
+            if scores is not None:
+                layer_scores.append(scores)
+        return self.lm_head(self.norm(x)), aux_losses, layer_scores
+
     def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None, *,
                 attention_mask: Optional[Tensor] = None, positions: Optional[Tensor] = None,
                 cache: Optional[KVCache] = None, attention_bias: Optional[Tensor] = None,
@@ -340,17 +357,9 @@ class MiniMindTTS(nn.Module):
             mask, causal = biased_mask(attention_bias, mask, length, self.embed.weight.dtype), False
         cos, sin = rope(positions, self.config.head_dim, self.config.rope_theta)
 
-        x = self.dropout(self.embed(input_ids))
-        aux_losses, layer_scores = [], []
-        for block in self.blocks:
-            x, aux, scores = block(x, cos, sin, mask, causal, cache, alignment)
-            if aux is not None:
-                aux_losses.append(aux)
-            if scores is not None:
-                layer_scores.append(scores)
+        logits, aux_losses, layer_scores = self.run_layers(input_ids, cos, sin, mask, causal, cache, alignment)
         if cache is not None:
             cache.length += length
-        logits = self.lm_head(self.norm(x))
         if targets is None:
             return LMOutput(logits=logits, alignment_scores=layer_scores or None)
 

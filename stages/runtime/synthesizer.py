@@ -21,6 +21,7 @@ import torch
 
 from stages.codec import codec_id, load_codec
 from stages.codec.streaming import StreamingDecoder
+from stages.lm.decode_graph import CompiledDecodeStep
 from stages.lm.export import CODEC_FILE, Quantize, load_model
 from stages.lm.generate import Generated, Request, generate, stream
 from stages.text.normalize import detect_language
@@ -74,18 +75,31 @@ class Synthesizer:
 
     def __init__(self, model_dir: Path | str, codec_config: Path | str, codec_checkpoint: Path | str,
                  device: str = "cpu", quantize: Quantize = "none", dtype: Optional[torch.dtype] | str = "auto",
-                 **generation_overrides):
+                 compile: bool = False, **generation_overrides):
         # quantize="int8": the LM's linear layers in dynamic int8 on a CPU; dtype=torch.bfloat16 the LM in
         # bf16 on a CPU ("auto": bf16 on a GPU that has it, else fp32). Both decode codes that may drift
-        # from fp32's (README "Synthesis speed" measures them; torch.compile was measured too and not kept:
-        # benchmarks/bench_synthesis.py says why)
+        # from fp32's. compile: every decode step after the prompt's as one torch.compile graph
+        # (stages/lm/decode_graph.py), compiled here; README "Synthesis speed" measures all three
         loaded = load_model(model_dir, device=device, dtype=dtype, quantize=quantize, fuse=True)
         self.model, self.vocab = loaded.model, loaded.vocab
         self.generation = replace(loaded.generation, **generation_overrides)
+        self.decode_step = CompiledDecodeStep(self.model) if compile else None
+        if self.decode_step is not None:
+            self._compile_decode_step()
         self.tokenizer = TextTokenizer.load(model_dir)
         self.codec = load_codec(codec_config, codec_checkpoint, device=device)
         check_codec(Path(model_dir), codec_checkpoint, codec_id(self.codec))
         self.device = device
+
+    @torch.inference_mode()
+    def _compile_decode_step(self) -> None:
+        """Compile the step's two graphs now (a batch of one, and of more), so that no request waits for them."""
+        started = time.perf_counter()
+        log.info("compiling the decode step (once per process; about a minute for 26m on 2 cores)")
+        two_codes = replace(self.generation, min_len_ratio=2.0, max_len_ratio=2.0)
+        for batch in ([Request((0,))], [Request((0,)), Request((0, 0))]):
+            generate(self.model, self.vocab, batch, two_codes, decode_step=self.decode_step)
+        log.info("decode step compiled in %.1f s", time.perf_counter() - started)
 
     @property
     def sample_rate(self) -> int:
@@ -102,7 +116,8 @@ class Synthesizer:
     def speak(self, requests: Sequence[Request]) -> list[Spoken]:
         """Generate codes for the requests as one batch and decode each into audio."""
         spoken = []
-        for generated in generate(self.model, self.vocab, list(requests), self.generation):
+        for generated in generate(self.model, self.vocab, list(requests), self.generation,
+                                  decode_step=self.decode_step):
             if not generated.codes:
                 raise RuntimeError("the model produced no speech codes for a sentence")
             codes = torch.tensor([generated.codes], dtype=torch.long, device=self.device)
@@ -142,7 +157,7 @@ class Synthesizer:
         Generation advances only as chunks are taken, so closing the iterator stops it."""
         for request in self._sentence_requests(text, language, speaker, prompt)[1]:
             decoder = StreamingDecoder(self.codec)
-            for chunk in stream(self.model, self.vocab, request, self.generation):
+            for chunk in stream(self.model, self.vocab, request, self.generation, decode_step=self.decode_step):
                 audio = decoder.push(chunk.codes)
                 if len(audio):
                     yield audio
