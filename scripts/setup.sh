@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 declare -A NEEDED=(
   [flite]=flite                 # English demo voices (CMU ARCTIC speakers)
   [espeak-ng]=espeak-ng         # Mandarin demo voices
-  [cc]=build-essential          # pesq and webrtcvad (resemblyzer) build from source
+  [cc]=build-essential          # pesq and webrtcvad (resemblyzer) build from source; --compile's C++ kernels
   [chromium]=chromium           # tests/test_serve_page.py drives the server's page in headless Chromium,
   [chromedriver]=chromium-driver  # through Debian's driver of the same version (Selenium downloads nothing)
 )
