@@ -119,7 +119,7 @@ def test_through_the_model_a_padded_batch_has_finite_gradients():
     positions = alignment_positions(data["input_ids"], VOCAB)
     out = model(data["input_ids"], targets=data["targets"], alignment=positions)
     loss = ctc_alignment_loss(out.alignment_scores[1:], positions)
-    assert math.isfinite(float(loss)) and float(loss) > 0
+    assert math.isfinite(loss.item()) and loss.item() > 0
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)

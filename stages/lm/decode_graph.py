@@ -12,7 +12,8 @@ attention. Three things keep it one graph that never recompiles while a request 
   attention reads only the keys written so far; the KV cache keeps one tensor per layer, written in place;
 - dynamo cannot trace the packed weights (a TorchScript object) of torch.ao's dynamic int8 Linear, so each
   one is swapped for `Int8GraphLinear`, which calls the same kernel through the op `minimind::int8_linear`,
-  opaque to the compiler; its codes are those of the eager int8 model.
+  opaque to the compiler. Inductor's fused arithmetic moves the logits slightly (1e-6 in fp32; int8 then rounds
+  some activations the other way), and greedy codes equal eager decoding's on the trained test model.
 A batch of one and a batch of more are graphs of their own, each compiled on first use (about 30 s for 26m on
 2 CPU cores, seconds when inductor's on-disk cache has it); the prompt is decoded eagerly, as its length changes
 with every request. The model must not be changed after the step is made (its modules are not guarded).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import types
 import weakref
+
 import torch
 from torch import Tensor, nn
 
