@@ -228,7 +228,8 @@ def generate(model: MiniMindTTS, vocab: Vocab, requests: Sequence[Request],
              config: GenerationConfig = GenerationConfig(), *, use_cache: bool = True,
              decode_step: Optional[CompiledDecodeStep] = None) -> list[Generated]:
     """Codes for each request, decoded together as one batch; `use_cache=False` recomputes every step
-    from scratch (for benchmarks and tests; same result, much slower); `decode_step` compiled steps."""
+    from scratch (for benchmarks and tests; same result, much slower); `decode_step` (decode_graph.py) runs
+    every step after the prompt's as one compiled graph."""
     if not requests:
         return []
     prefixes, bounds = _plan(model, vocab, requests, config)

@@ -23,8 +23,8 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="int8: the LM's linear layers in dynamic int8 on a CPU (26m: 1.5x on a batch; "
                              "README, Synthesis speed)")
     parser.add_argument("--compile", action="store_true",
-                        help="decode steps as one torch.compile graph (compiled at start-up, about 30 s for 26m; "
-                             "README, Synthesis speed)")
+                        help="decode steps as one torch.compile graph, compiled at start-up (about a minute for 26m on 2 "
+                             "CPU cores; with --quantize int8 the quickest on a CPU: README, Synthesis speed)")
     parser.add_argument("--device", default="auto", help="auto (a GPU when usable; required when the job was "
                         "given GPUs), cpu, cuda, cuda:1, ...")
 
