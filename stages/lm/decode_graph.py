@@ -7,7 +7,7 @@ Eagerly, a 26m decode step is a few hundred small ops, and their dispatch costs 
 Compiled, inductor fuses the norms, RoPE, SwiGLU and the mask into a few C++ kernels around the matmuls and
 attention. Three things keep it one graph that never recompiles while a request decodes:
 - the step calls `MiniMindTTS.run_layers`, not `forward`, whose host-side position check reads a tensor
-  (a graph break); `__call__` checks the length against max_seq_len instead;
+  (a graph break); `__call__` runs that check before the graph;
 - shapes are dynamic, so the cache's length is a symbol, not a constant that changes every step, and the
   attention reads only the keys written so far; the KV cache keeps one tensor per layer, written in place;
 - dynamo cannot trace the packed weights (a TorchScript object) of torch.ao's dynamic int8 Linear, so each
@@ -112,9 +112,7 @@ class CompiledDecodeStep:
         if ids.shape[1] != 1:
             raise ValueError(f"the compiled step decodes one token per row, not {ids.shape[1]}; run the prompt "
                              "through the model itself")
-        if cache.length + 1 > self.model.config.max_seq_len:
-            raise ValueError(f"a sequence of {cache.length + 1} positions is beyond max_seq_len "
-                             f"{self.model.config.max_seq_len}")
+        self.model._check_positions(cache.length + 1, positions)   # outside the graph, where it reads a tensor
         logits = self._step(ids, positions, cache)
         cache.length += 1
         return logits
