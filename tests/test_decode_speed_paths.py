@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from conftest import memorise
 from stages.config.model import GenerationConfig, ModelConfig
 from stages.lm.export import quantize_int8
-from stages.lm.generate import Request, generate, sample, sample_rows
+from stages.lm.generate import generate, sample, sample_rows
 from stages.lm.model import MiniMindTTS, attend
 from stages.lm.vocab import Vocab
 
@@ -63,12 +63,8 @@ def test_folded_gqa_decode_step_equals_expanded_kv(padded):
     torch.testing.assert_close(attend(q, k, v, mask, False, 0.0), expected, rtol=1e-5, atol=1e-6)
 
 
-def memorised_model() -> tuple[MiniMindTTS, list[Request], list[list[int]]]:
-    return memorise(VOCAB, SMALL)
-
-
 def test_int8_greedy_codes_equal_fp32_on_a_trained_model():
-    model, requests, codes = memorised_model()
+    model, requests, codes = memorise(VOCAB, SMALL)
     config = GenerationConfig(temperature=0.0, min_len_ratio=0.0, max_len_ratio=10)
     fp32 = generate(model, VOCAB, requests, config)
     assert [g.codes for g in fp32] == codes
@@ -91,7 +87,7 @@ def test_int8_logits_stay_near_fp32():
 
 def test_bf16_greedy_codes_equal_fp32_on_a_trained_model():
     """The whole LM in bf16 on the CPU (weights, activations and the KV cache; norms and RoPE in fp32)."""
-    model, requests, codes = memorised_model()
+    model, requests, codes = memorise(VOCAB, SMALL)
     config = GenerationConfig(temperature=0.0, min_len_ratio=0.0, max_len_ratio=10)
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
     generated = generate(bf16, VOCAB, requests, config)
@@ -124,7 +120,7 @@ def test_fused_projections_give_the_separate_layers_logits(moe):
 
 
 def test_fused_greedy_codes_equal_fp32_alone_and_with_int8():
-    model, requests, codes = memorised_model()
+    model, requests, codes = memorise(VOCAB, SMALL)
     config = GenerationConfig(temperature=0.0, min_len_ratio=0.0, max_len_ratio=10)
     fused = copy.deepcopy(model).fuse_projections()
     assert [g.codes for g in generate(fused, VOCAB, requests, config)] == codes
