@@ -51,4 +51,17 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# PyPI's torchaudio wheels are CUDA builds. Beside a CPU-only torch (pip takes torch 2.13.0+cpu where a
+# machine's wheel folder holds it, as on this project's CI, instead of PyPI's 5 GB CUDA build) their native
+# extension cannot load and `import torchaudio` fails. What the project uses of torchaudio (functional.resample,
+# transforms.Resample and MelSpectrogram) is pure torch, and torchaudio runs without its extension when its
+# library files are absent, so they are removed there; a CUDA torch keeps them.
+.venv/bin/python - <<'PY'
+import importlib.util, pathlib, torch
+if torch.version.cuda is None:
+    lib = pathlib.Path(importlib.util.find_spec("torchaudio").origin).parent / "lib"
+    for extension in lib.glob("*.so"):
+        print(f"setup: CPU-only torch: removing torchaudio's CUDA extension {extension.name}")
+        extension.unlink()
+PY
 echo "setup: ready (.venv, $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -35,6 +35,20 @@ def test_resampling_keeps_frequency_and_amplitude():
     assert abs(np.abs(out[2400:-2400]).max() - 0.5) < 0.005
 
 
+@pytest.mark.parametrize("rate", [16000, 24000])
+def test_loudness_equals_torchaudios_bs1770(rate):
+    import torch
+    import torchaudio.functional as AF
+
+    speech = resample(arctic()[0][0], 16000, rate)
+    short = speech[: rate // 5]  # under one 400 ms block: zero-padded to one
+    for clip in (speech, 0.1 * speech, short):
+        padded = np.pad(clip, (0, max(0, int(0.4 * rate) - len(clip))))
+        reference = float(AF.loudness(torch.from_numpy(padded.astype(np.float32))[None], rate))
+        assert abs(loudness_lufs(clip, rate) - reference) < 0.01
+    assert loudness_lufs(np.zeros(rate, dtype=np.float32), rate) == float("-inf")
+
+
 @pytest.mark.parametrize("name", ["arctic_a0007.wav", "arctic_a0009.wav"])
 def test_real_speech_is_24k_mono_at_target_loudness(name):
     samples, rate = arctic(name)

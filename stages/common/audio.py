@@ -2,8 +2,8 @@
 
     python -c "from stages.common.audio import read_audio; print(read_audio('tests/fixtures/arctic/arctic_a0007.wav')[1])"
 
-Files are read with soundfile (WAV of any PCM width or float, FLAC, OGG, ...); resampling and loudness
-use torchaudio's functional ops. A clip that cannot be used raises `Unusable` with a short reason code
+Files are read with soundfile (WAV of any PCM width or float, FLAC, OGG, ...); resampling uses torchaudio's
+`Resample`, loudness is BS.1770 with torchaudio's K-weighting biquads run by scipy's `lfilter`. A clip that cannot be used raises `Unusable` with a short reason code
 (`corrupt`, `zero_length`, `non_finite`, `all_silent`, `too_short`, `too_long`) that becomes a
 quarantine row; it is never silently dropped.
 """
@@ -19,13 +19,15 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
-import torchaudio.functional as AF
+from scipy.signal import lfilter
 
 if TYPE_CHECKING:  # annotations only: this module needs none of the config's code
     from stages.config.audio import AudioConfig
 
-# BS.1770 measures loudness in 400 ms blocks; shorter clips are zero-padded (gating ignores the padding).
-_LOUDNESS_BLOCK_SECONDS = 0.4
+# BS.1770 measures loudness in 400 ms blocks, 75% overlapped; shorter clips are zero-padded (gating ignores
+# the padding). Blocks under -70 LUFS, then those 10 LU under the mean of the rest, are gated out.
+_LOUDNESS_BLOCK_SECONDS, _LOUDNESS_BLOCK_OVERLAP = 0.4, 0.75
+_LOUDNESS_OFFSET, _ABSOLUTE_GATE, _RELATIVE_GATE = -0.691, -70.0, -10.0
 _TRIM_FRAME_SECONDS, _TRIM_HOP_SECONDS = 0.02, 0.01
 
 
@@ -94,11 +96,42 @@ def trim_silence(mono: np.ndarray, rate: int, top_db: float, margin_seconds: flo
     return mono[start:end]
 
 
+def _k_weighting(rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """BS.1770's two biquads as `torchaudio.functional.loudness` designs them (RBJ cookbook): a +4 dB high shelf
+    at 1500 Hz, Q 1/sqrt(2), then a high-pass at 38 Hz, Q 0.5, as (b, a) coefficient pairs."""
+    w0 = 2 * np.pi * 1500.0 / rate
+    gain = 10 ** (4.0 / 40)
+    alpha = np.sin(w0) / 2 / (1 / np.sqrt(2))
+    shelf, minus, plus = 2 * np.sqrt(gain) * alpha, (gain - 1) * np.cos(w0), (gain + 1) * np.cos(w0)
+    treble = (np.array([gain * ((gain + 1) + minus + shelf), -2 * gain * ((gain - 1) + plus),
+                        gain * ((gain + 1) + minus - shelf)]),
+              np.array([(gain + 1) - minus + shelf, 2 * ((gain - 1) - plus), (gain + 1) - minus - shelf]))
+    w0 = 2 * np.pi * 38.0 / rate
+    alpha = np.sin(w0) / 2 / 0.5
+    highpass = (np.array([(1 + np.cos(w0)) / 2, -1 - np.cos(w0), (1 + np.cos(w0)) / 2]),
+                np.array([1 + alpha, -2 * np.cos(w0), 1 - alpha]))
+    return [treble, highpass]
+
+
 def loudness_lufs(mono: np.ndarray, rate: int) -> float:
+    """Integrated loudness (BS.1770-4) of a mono clip; -inf for silence.
+
+    Equal to `torchaudio.functional.loudness` (tests/test_audio.py checks it), whose filters run a Python loop
+    per sample where torchaudio's native extension is absent (beside a CPU-only torch: scripts/setup.sh).
+    """
     block = int(_LOUDNESS_BLOCK_SECONDS * rate)
-    padded = np.pad(mono, (0, max(0, block - len(mono))))
-    value = float(AF.loudness(torch.from_numpy(padded).unsqueeze(0), rate))
-    return value if np.isfinite(value) else float("-inf")
+    weighted = np.pad(np.asarray(mono, dtype=np.float64), (0, max(0, block - len(mono))))
+    for b, a in _k_weighting(rate):
+        weighted = np.clip(lfilter(b, a, weighted), -1.0, 1.0)  # torchaudio's biquads clamp their output
+    step = int(round(block * (1 - _LOUDNESS_BLOCK_OVERLAP)))
+    energy = np.lib.stride_tricks.sliding_window_view(weighted**2, block)[::step].mean(axis=1)
+    with np.errstate(divide="ignore"):
+        block_lufs = _LOUDNESS_OFFSET + 10 * np.log10(energy)
+    gated = block_lufs > _ABSOLUTE_GATE
+    if not gated.any():
+        return float("-inf")
+    gated &= block_lufs > _LOUDNESS_OFFSET + 10 * np.log10(energy[gated].mean()) + _RELATIVE_GATE
+    return float(_LOUDNESS_OFFSET + 10 * np.log10(energy[gated].mean()))
 
 
 def condition(samples: np.ndarray, rate: int, cfg: AudioConfig) -> Conditioned:
