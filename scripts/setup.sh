@@ -63,5 +63,5 @@ if torch.version.cuda is None:
     for extension in lib.glob("*.so"):
         print(f"setup: CPU-only torch: removing torchaudio's CUDA extension {extension.name}")
         extension.unlink()
+print(f"setup: ready (.venv, torch {torch.__version__})")
 PY
-echo "setup: ready (.venv, $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -3,9 +3,9 @@
     python -c "from stages.common.audio import read_audio; print(read_audio('tests/fixtures/arctic/arctic_a0007.wav')[1])"
 
 Files are read with soundfile (WAV of any PCM width or float, FLAC, OGG, ...); resampling uses torchaudio's
-`Resample`, loudness is BS.1770 with torchaudio's K-weighting biquads run by scipy's `lfilter`. A clip that cannot be used raises `Unusable` with a short reason code
-(`corrupt`, `zero_length`, `non_finite`, `all_silent`, `too_short`, `too_long`) that becomes a
-quarantine row; it is never silently dropped.
+`Resample`, loudness is BS.1770 with torchaudio's K-weighting biquads run by scipy's `lfilter`. A clip that
+cannot be used raises `Unusable` with a short reason code (`corrupt`, `zero_length`, `non_finite`,
+`all_silent`, `too_short`, `too_long`) that becomes a quarantine row; it is never silently dropped.
 """
 
 from __future__ import annotations
