@@ -1,13 +1,14 @@
 """WER against training steps: every kept checkpoint of a finished pretrain speaks held-out sentences, scored.
 
     python scripts/steps_curve.py --run results/quality --codec assets/codec/demo-75hz --per-voice 5 \
-        --out results/quality/steps_curve --threads 2
+        --out results/quality/steps_curve --threads 2 --temperature 0.5
 
-For each checkpoint in `<run>/pretrain/checkpoints` (keep them with `pretrain.keep_checkpoints`), its weights
-are consolidated into a model folder with the final model's configs, tokenizer and codec record; the model
-then speaks the first `--per-voice` held-out English sentences of each voice by speaker token (the same
-sentences `synthesize` starts with) and Whisper tiny.en scores them (scripts/lm_sweep.py's scoring). The table
-gives, per step: the validation loss logged at that step, WER, CER and the share of clips that ended at EOS.
+For each checkpoint in `<run>/pretrain/checkpoints` (keep them with `pretrain.keep_checkpoints`), its weights are
+consolidated into a model folder with the final model's configs, tokenizer and codec record; the model then speaks
+the first `--per-voice` held-out English sentences of each voice by speaker token (the same sentences `synthesize`
+starts with; at `--temperature`, else the model's own) and Whisper tiny.en scores them (scripts/lm_sweep.py's
+scoring). The table gives, per step: the validation loss logged at that step, WER, CER and the share of clips that
+ended at EOS.
 """
 
 from __future__ import annotations
@@ -51,17 +52,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--codec", type=Path, required=True, help="codec path without suffix (.yaml, .ckpt)")
     parser.add_argument("--voices", nargs="+", default=["awb", "rms", "slt", "kal16"])
     parser.add_argument("--per-voice", type=int, default=5)
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature (eval.synthesis.temperature); default: the one training stored")
+    parser.add_argument("--steps", type=int, nargs="+", default=None, help="only these kept steps (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     checkpoints, final_model = args.run / "pretrain" / "checkpoints", args.run / "pretrain" / "model"
-    kept = checkpoint.tags(checkpoints)
+    kept = [(step, tag) for step, tag in checkpoint.tags(checkpoints) if args.steps is None or step in args.steps]
     if not kept:
-        raise SystemExit(f"{checkpoints}: no checkpoints kept")
+        raise SystemExit(f"{checkpoints}: no checkpoints kept" + (f" at steps {args.steps}" if args.steps else ""))
     codes = sorted((args.run / "codes").glob("shard-*.parquet"))
     losses = validation_losses(final_model)
-    synthesis = SynthesisConfig(voices=tuple(args.voices), sentences_per_voice=args.per_voice, zero_shot=False)
+    synthesis = SynthesisConfig(voices=tuple(args.voices), sentences_per_voice=args.per_voice, zero_shot=False,
+                                temperature=args.temperature)
     results = []
     for step, tag in kept:
         folder = args.out / tag
